@@ -1,0 +1,13 @@
+"""kerastorch: Keras's compile / fit / evaluate / predict / summary for PyTorch.
+
+Example:
+    >>> import kerastorch as kt
+    >>> from torch import nn
+    >>> model = kt.Model.wrap(nn.Linear(2, 1))
+"""
+from . import callbacks, losses, metrics, regularizers
+from .model import Model
+from .summary import summary
+
+__version__ = "0.1.0"
+__all__ = ["Model", "summary", "callbacks", "losses", "metrics", "regularizers", "__version__"]

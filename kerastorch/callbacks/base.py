@@ -1,0 +1,150 @@
+"""Callback base class and the dispatching list.
+
+Hook names and signatures follow Keras, plus ``on_backward_end`` (after
+``loss.backward()`` and before the optimizer step, as in Poutyne). Epoch and
+batch indices passed to hooks are 0-based; the history frame and printed tables
+number epochs from 1.
+
+Per-batch ``logs`` hold *device tensors* (the batch loss and whatever
+``train_step`` returned), never Python floats: turning them into numbers is a
+host-device sync, which a callback that needs it pays for itself.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+HOOKS: tuple[str, ...] = (
+    "on_train_begin", "on_train_end",
+    "on_epoch_begin", "on_epoch_end",
+    "on_train_batch_begin", "on_train_batch_end",
+    "on_backward_end",
+    "on_test_begin", "on_test_end",
+    "on_test_batch_begin", "on_test_batch_end",
+    "on_predict_begin", "on_predict_end",
+    "on_predict_batch_begin", "on_predict_batch_end",
+)
+
+
+class Callback:
+    """Base class for callbacks: override only the hooks you need.
+
+    ``self.model`` is the unwrapped :class:`kerastorch.Model` (never a
+    ``DataParallel``/``DDP`` wrapper); ``self.params`` holds ``epochs``,
+    ``steps`` and ``verbose`` for the current ``fit``/``evaluate``/``predict``.
+    Stop training with ``self.model.stop_training = True``.
+
+    Example:
+        >>> class PrintEpoch(Callback):
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         print(epoch, round(logs["loss"], 3))
+    """
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    # Keras-compatible hooks; each is a no-op here and only the overridden ones are called.
+    def on_train_begin(self, logs: dict | None = None) -> None: ...
+    def on_train_end(self, logs: dict | None = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_backward_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_begin(self, logs: dict | None = None) -> None: ...
+    def on_test_end(self, logs: dict | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_begin(self, logs: dict | None = None) -> None: ...
+    def on_predict_end(self, logs: dict | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+    # Checkpointable callbacks (EarlyStopping, ...) override these two.
+    def state_dict(self) -> dict[str, Any]:
+        """Return the callback's resumable state (plain Python / tensors only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+    method = getattr(type(callback), hook, None)
+    return method is not None and method is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Dispatches hooks to the callbacks that override them.
+
+    The table of overriding callbacks is built once, so a hook nobody
+    overrides costs one attribute read and an empty loop, whatever the number
+    of callbacks. ``hooks.on_train_batch_end`` is a tuple of bound methods.
+
+    Example:
+        >>> cbs = CallbackList([Callback()])
+        >>> cbs.on_train_batch_end
+        ()
+    """
+
+    def __init__(self, callbacks: Iterable[Callback] = (), model: Any = None,
+                 params: dict[str, Any] | None = None) -> None:
+        self.callbacks: list[Callback] = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(
+                    "`callbacks` must be kerastorch.callbacks.Callback instances. "
+                    f"Received: {cb!r} of type {type(cb).__name__}")
+        if model is not None:
+            self.set_model(model)
+        self.set_params(params or {})
+        self._build_table()
+
+    def _build_table(self) -> None:
+        for hook in HOOKS:
+            methods = tuple(getattr(cb, hook) for cb in self.callbacks if _overrides(cb, hook))
+            setattr(self, hook, methods)
+
+    def set_model(self, model: Any) -> None:
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def call(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback that overrides it, in list order."""
+        for method in getattr(self, hook):
+            method(*args)
+
+    def find(self, kind: type) -> list[Callback]:
+        """Callbacks that are instances of ``kind``."""
+        return [cb for cb in self.callbacks if isinstance(cb, kind)]
+
+    def __iter__(self):
+        return iter(self.callbacks)
+
+    def __len__(self) -> int:
+        return len(self.callbacks)
+
+
+def as_callback_list(callbacks: Sequence[Callback] | CallbackList | None) -> list[Callback]:
+    """Normalise the ``callbacks`` argument of fit/evaluate/predict to a list."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, CallbackList):
+        return list(callbacks.callbacks)
+    if isinstance(callbacks, Callback):
+        return [callbacks]
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError("`callbacks` must be a list of Callback instances. "
+                        f"Received: callbacks={callbacks!r}")
+    return list(callbacks)

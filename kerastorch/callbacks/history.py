@@ -1,0 +1,29 @@
+"""History: records one row per epoch into the model's history frame."""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Callback
+
+
+class History(Callback):
+    """Append ``{"epoch": n, **logs}`` (n counted from 1) to ``model.history`` each epoch.
+
+    ``fit`` always adds it first, so rows accumulate over repeated ``fit`` calls.
+
+    Example:
+        >>> h = History()
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        row = {"epoch": epoch + 1}
+        row.update(_ordered(logs or {}))
+        self.model._kt.history_rows.append(row)
+
+
+def _ordered(logs: dict[str, Any]) -> dict[str, Any]:
+    """Training values first, then val_*, then lr: the column order users read."""
+    train = {k: v for k, v in logs.items() if not k.startswith("val_") and k != "lr"}
+    val = {k: v for k, v in logs.items() if k.startswith("val_")}
+    tail = {"lr": logs["lr"]} if "lr" in logs else {}
+    return {**train, **val, **tail}

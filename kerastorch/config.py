@@ -1,0 +1,107 @@
+"""CompileConfig: everything ``compile`` sets, kept off the network.
+
+Optimizer, loss, metrics, regularizers and scaler live here as plain
+attributes, never as submodules, so ``model.state_dict()`` and
+``model.parameters()`` stay the network's alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from .loss_computer import LossComputer
+from .precision import Precision
+from .validation import describe
+
+_OPTIMIZERS: dict[str, tuple[type, dict[str, Any]]] = {
+    "adam": (torch.optim.Adam, {}),
+    "adamw": (torch.optim.AdamW, {}),
+    "sgd": (torch.optim.SGD, {"lr": 0.01}),  # Keras's default; torch's 1e-3 is too small for SGD
+    "rmsprop": (torch.optim.RMSprop, {}),
+    "adagrad": (torch.optim.Adagrad, {}),
+}
+
+
+@dataclass
+class CompileConfig:
+    """What ``Model.compile`` resolved. Replaced whole by the next ``compile``."""
+
+    optimizer: torch.optim.Optimizer
+    loss: LossComputer | None
+    metrics: dict[str, metrics_module.Metric]
+    penalty: Callable[[], torch.Tensor] | None
+    device: torch.device
+    precision: Precision
+    lr_scheduler: Any = None
+    scheduler_interval: str = "epoch"
+    grad_accum_steps: int = 1
+    grad_clip_norm: float | None = None
+    grad_clip_value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_optimizer(spec: Any, model: nn.Module, optimizer_kwargs: dict[str, Any] | None) -> torch.optim.Optimizer:
+    """Resolve ``compile(optimizer=...)``.
+
+    Args:
+        spec: a name ("adam", "adamw", "sgd", "rmsprop", "adagrad"), a
+            ``torch.optim.Optimizer`` built on this model's parameters, or a
+            callable ``params -> Optimizer``.
+        model: the network whose trainable parameters are optimized.
+        optimizer_kwargs: hyperparameters for a named optimizer, e.g.
+            ``{"lr": 1e-3, "weight_decay": 1e-4}`` (the one way to set them).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(spec, str):
+        key = spec.lower()
+        if key not in _OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer name {spec!r}. Known names: {', '.join(sorted(_OPTIMIZERS))}. "
+                             "Or pass a torch.optim.Optimizer or a callable params -> Optimizer.")
+        cls, defaults = _OPTIMIZERS[key]
+        try:
+            return cls(params, **{**defaults, **(optimizer_kwargs or {})})
+        except TypeError as err:
+            raise TypeError(f"Bad `optimizer_kwargs` for {cls.__name__}: {err}") from err
+    if optimizer_kwargs:
+        raise ValueError("`optimizer_kwargs` only applies to a named optimizer such as 'adam'. "
+                         f"Received: optimizer={describe(spec)}")
+    if isinstance(spec, torch.optim.Optimizer):
+        _check_optimizer_params(spec, model)
+        return spec
+    if callable(spec):
+        optimizer = spec(params)
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError("A callable `optimizer` must return a torch.optim.Optimizer. "
+                            f"Received: {describe(optimizer)}")
+        return optimizer
+    raise TypeError("`optimizer` must be a name, a torch.optim.Optimizer or a callable "
+                    f"params -> Optimizer. Received: optimizer={describe(spec)}")
+
+
+def _check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+    own = {id(p) for p in model.parameters()}
+    foreign = sum(1 for group in optimizer.param_groups for p in group["params"] if id(p) not in own)
+    if foreign:
+        raise ValueError(f"The optimizer holds {foreign} parameter(s) that are not this model's. "
+                         "Build it from this model: torch.optim.Adam(model.parameters()).")
+
+
+def build_loss(loss: Any, loss_weights: Any = None, class_weight: dict | None = None) -> LossComputer | None:
+    """Resolve ``compile(loss=...)`` into a :class:`LossComputer` (None if no loss)."""
+    if loss is None:
+        return None
+    return LossComputer(loss, loss_weights=loss_weights, class_weight=class_weight)
+
+
+def outputs_are_logits(loss: Any) -> bool:
+    """The documented rule (see :mod:`kerastorch.metrics`) for threshold metrics."""
+    if isinstance(loss, str):
+        return loss in losses_module.LOGIT_LOSSES or loss == "focal"
+    if isinstance(loss, (nn.BCEWithLogitsLoss, nn.CrossEntropyLoss)):
+        return True
+    return bool(getattr(loss, "from_logits", False))

@@ -1,0 +1,365 @@
+"""Model: Keras's compile / fit / evaluate / predict / summary on an nn.Module.
+
+Subclass :class:`Model` like ``nn.Module`` (or ``Model.wrap`` an existing
+module), ``compile``, then ``fit``. The network's ``state_dict()`` and
+``parameters()`` stay its own: optimizer, loss, metrics and scaler live in a
+plain :class:`~kerastorch.config.CompileConfig` held by ``model._kt``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import config as config_module
+from . import data as data_module
+from . import fitting
+from . import metrics as metrics_module
+from . import regularizers as regularizers_module
+from .callbacks.base import Callback
+from .distributed import resolve_device
+from .loops import read_scalars
+from .precision import Precision, resolve_precision
+from .runtime import Runtime
+from .validation import require_compiled
+
+
+class Model(nn.Module):
+    """An ``nn.Module`` with Keras's training API.
+
+    Example:
+        >>> class Net(Model):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc = nn.Linear(2, 1)
+        ...     def forward(self, x):
+        ...         return self.fc(x)
+        >>> net = Net()
+        >>> net.compile(optimizer="sgd", loss="mse", device="cpu")
+        >>> history = net.fit(torch.randn(8, 2), torch.randn(8, 1), epochs=2, verbose=0)
+        >>> list(history.columns)
+        ['epoch', 'loss', 'lr']
+
+    Customise a step by overriding :meth:`train_step` (see its docstring).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._kt = Runtime()
+        self.stop_training = False
+
+    @classmethod
+    def wrap(cls, module: nn.Module) -> "Model":
+        """Return a Model that shares ``module``'s parameters, buffers and forward.
+
+        The result is a new object of a subclass of both ``type(module)`` and
+        ``Model``; its ``state_dict()`` has exactly ``module``'s keys, and
+        training it updates ``module``'s parameters (they are the same tensors).
+
+        Example:
+            >>> net = Model.wrap(nn.Sequential(nn.Linear(2, 1)))
+            >>> list(net.state_dict())
+            ['0.weight', '0.bias']
+        """
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"Model.wrap needs an nn.Module. Received: {type(module).__name__}")
+        if isinstance(module, Model):
+            return module
+        wrapped_type = type(module.__class__.__name__, (module.__class__, Model), {"__module__": __name__})
+        wrapped = wrapped_type.__new__(wrapped_type)
+        wrapped.__dict__.update(module.__dict__)  # shares _parameters/_modules dicts with module
+        wrapped._init_runtime()
+        return wrapped
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The compiled optimizer."""
+        require_compiled(self._kt.config, "optimizer")
+        return self._kt.config.optimizer
+
+    @property
+    def compiled_metrics(self) -> dict[str, metrics_module.Metric]:
+        config = self._kt.config
+        return config.metrics if config is not None else {}
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch over all ``fit`` calls: epoch, loss, metrics, val_*, lr."""
+        return pd.DataFrame(self._kt.history_rows)
+
+    @property
+    def device(self) -> torch.device:
+        """The compiled device, else the device of the first parameter (CPU if none)."""
+        if self._kt.config is not None:
+            return self._kt.config.device
+        first = next(self.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    # ----------------------------------------------------------------- compile
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, *,
+                optimizer_kwargs: dict[str, Any] | None = None,
+                regularizers: Any = None, loss_weights: Any = None, class_weight: dict | None = None,
+                device: str | torch.device = "auto", precision: str | None = None, amp: bool = False,
+                lr_scheduler: Any = None, scheduler_interval: str = "epoch",
+                grad_accum_steps: int = 1, grad_clip_norm: float | None = None,
+                grad_clip_value: float | None = None,
+                loss_func: Any = None, metrics_dict: dict | None = None, **extra: Any) -> None:
+        """Configure training. Calling again replaces the whole configuration.
+
+        Args:
+            optimizer: "adam", "adamw", "sgd", "rmsprop", "adagrad"; an optimizer
+                built on this model's parameters; or ``callable(params)``.
+            loss: a name ("mse", "mae", "bce", "bce_with_logits", "cross_entropy",
+                "nll", "huber", "smooth_l1", "focal"), an ``nn.Module``, a function
+                ``fn(y_pred, y_true)`` (may return a dict with a "loss" key whose
+                other entries are logged), or a dict/list of those per output.
+            metrics: ``{name: spec}`` or a list of specs; a spec is a name (see
+                :mod:`kerastorch.metrics`), a function ``fn(y_pred, y_true)``, or a
+                ``torchmetrics.Metric``.
+            optimizer_kwargs: hyperparameters of a named optimizer, e.g. ``{"lr": 1e-2}``.
+            regularizers: weight penalties (:mod:`kerastorch.regularizers`), added
+                to the training objective and logged as ``reg_loss``.
+            loss_weights: per-output weights for a dict/list ``loss``.
+            class_weight: ``{class_index: weight}`` for built-in losses.
+            device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+            precision: "32", "bf16-mixed" or "16-mixed"; ``amp=True`` picks the best mixed mode.
+            lr_scheduler: a ``torch.optim.lr_scheduler`` object, stepped each
+                ``scheduler_interval`` ("epoch" or "step").
+            grad_accum_steps: batches per optimizer step.
+            grad_clip_norm / grad_clip_value: gradient clipping before each step.
+            loss_func / metrics_dict: the torchkeras names for ``loss`` / ``metrics``.
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(3, 1))
+            >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
+        """
+        loss, metrics = _merge_seed_names(loss, loss_func, metrics, metrics_dict)
+        resolved_device = resolve_device(device)
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"`scheduler_interval` must be 'epoch' or 'step'. Received: {scheduler_interval!r}")
+        if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
+            raise ValueError(f"`grad_accum_steps` must be a positive integer. Received: {grad_accum_steps!r}")
+        self.to(resolved_device)
+        loss_computer = config_module.build_loss(loss, loss_weights, class_weight)
+        if loss_computer is not None:
+            loss_computer.to(resolved_device)
+        built_metrics = metrics_module.build(metrics, from_logits=config_module.outputs_are_logits(loss))
+        for metric in built_metrics.values():
+            metric.to(resolved_device)
+        self._kt.config = config_module.CompileConfig(
+            optimizer=config_module.build_optimizer(optimizer, self, optimizer_kwargs),
+            loss=loss_computer, metrics=built_metrics,
+            penalty=regularizers_module.bind(regularizers, self),
+            device=resolved_device,
+            precision=Precision(resolve_precision(precision, amp, resolved_device), resolved_device),
+            lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
+            grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm,
+            grad_clip_value=grad_clip_value, extra=extra)
+        self._kt.forward_fn = self
+
+    # ----------------------------------------------------------------- steps
+    def forward_batch(self, x: Any) -> Any:
+        """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
+        forward = self._kt.forward_fn or self
+        if isinstance(x, (tuple, list)):
+            return forward(*x)
+        if isinstance(x, dict):
+            return forward(**x)
+        return forward(x)
+
+    def compute_loss(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None,
+                     training: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return ``(objective, logs)``.
+
+        ``logs["loss"]`` is the data loss (comparable with ``val_loss``); in
+        training the regularization penalty is added to the objective and logged
+        as ``logs["reg_loss"]``. Validation excludes the penalty (Keras's convention).
+        """
+        config = self._kt.config
+        if config.loss is None:
+            raise RuntimeError("No loss was compiled. Call compile(loss=...) before fit/evaluate.")
+        loss, components = config.loss(y_pred, y, sample_weight)
+        logs = {"loss": loss.detach(), **components}
+        if training and config.penalty is not None:
+            penalty = config.penalty()
+            logs["reg_loss"] = penalty.detach()
+            loss = loss + penalty
+        return loss, logs
+
+    def update_metrics(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None) -> None:
+        """Add a batch to every compiled metric (on the device, no host sync)."""
+        for metric in self.compiled_metrics.values():
+            metric.update(y_pred, y, sample_weight)
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        """Backward, ``on_backward_end`` hooks, clipping, optimizer step (with accumulation and AMP)."""
+        runtime = self._kt
+        config = runtime.config
+        scaler = config.precision.scaler
+        divisor = runtime.accum_divisor
+        scaler.scale(loss if divisor == 1 else loss / divisor).backward()
+        for hook in runtime.hooks.on_backward_end:
+            hook(runtime.state.batch, None)
+        if not runtime.update_now:
+            return
+        if config.grad_clip_norm is not None or config.grad_clip_value is not None:
+            scaler.unscale_(config.optimizer)
+            fitting.clip_gradients(self, config.grad_clip_norm, config.grad_clip_value)
+        scaler.step(config.optimizer)
+        scaler.update()
+        config.optimizer.zero_grad(set_to_none=True)
+        if config.lr_scheduler is not None and config.scheduler_interval == "step":
+            config.lr_scheduler.step()
+
+    def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One training step on a device batch; returns scalar tensors to log.
+
+        Every returned value is averaged over the epoch (weighted by batch size)
+        and logged under its key. Override it to customise training:
+
+        Example:
+            >>> class TwoLosses(Model):
+            ...     def train_step(self, batch):
+            ...         x, y = batch
+            ...         y_pred = self(x)
+            ...         mse = torch.nn.functional.mse_loss(y_pred, y)
+            ...         l1 = y_pred.abs().mean()
+            ...         self.backward_and_step(mse + 0.1 * l1)
+            ...         self.update_metrics(y_pred, y)
+            ...         return {"loss": mse.detach(), "l1": l1.detach()}
+        """
+        x, y, sample_weight = data_module.unpack_batch(batch)
+        with self._kt.config.precision.autocast():
+            y_pred = self.forward_batch(x)
+            loss, logs = self.compute_loss(y_pred, y, sample_weight)
+        self.backward_and_step(loss)
+        self.update_metrics(y_pred, y, sample_weight)
+        return logs
+
+    def test_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One evaluation step (under inference mode); returns scalar tensors to log."""
+        x, y, sample_weight = data_module.unpack_batch(batch)
+        with self._kt.config.precision.autocast():
+            y_pred = self.forward_batch(x)
+            logs = {} if self._kt.config.loss is None else \
+                self.compute_loss(y_pred, y, sample_weight, training=False)[1]
+        self.update_metrics(y_pred, y, sample_weight)
+        return logs
+
+    def predict_step(self, batch: Any) -> Any:
+        """One prediction step: the model's output for the batch's ``x``."""
+        x, _, _ = data_module.unpack_batch(batch)
+        precision = self._kt.config.precision if self._kt.config is not None else None
+        if precision is None:
+            return self.forward_batch(x)
+        with precision.autocast():
+            return self.forward_batch(x)
+
+    # ----------------------------------------------------------------- user API
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
+            verbose: int | str = 1, callbacks: Sequence[Callback] | None = None,
+            validation_data: Any = None, validation_split: float = 0.0, shuffle: bool = True,
+            initial_epoch: int = 0, steps_per_epoch: int | None = None, *,
+            sample_weight: Any = None, dl_train: Any = None, dl_val: Any = None,
+            log_step_freq: int | None = None) -> pd.DataFrame:
+        """Train; return the history DataFrame (one row per epoch, all fits so far).
+
+        Args:
+            x, y: training data (tensors, arrays, DataFrames, tuples/dicts of those
+                for several inputs), or a Dataset / DataLoader in ``x`` alone.
+            batch_size: samples per batch for in-memory data (default 32).
+            epochs: index of the last epoch to run (with ``initial_epoch``, Keras-style).
+            verbose: 0 silent, 1 progress bar and a table row per epoch, 2 one line per epoch.
+            callbacks: :class:`~kerastorch.callbacks.Callback` instances.
+            validation_data: ``(x_val, y_val)``, ``(x_val, y_val, w)``, a Dataset or DataLoader.
+            validation_split: last fraction of in-memory ``x``/``y`` held out for validation.
+            shuffle: reshuffle in-memory data every epoch.
+            initial_epoch: epoch to start from (0-based).
+            steps_per_epoch: cap on batches per epoch.
+            sample_weight: per-sample weights for in-memory data.
+            dl_train, dl_val, log_step_freq: the torchkeras form
+                ``fit(epochs, dl_train, dl_val=None, log_step_freq=N)``.
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 1))
+            >>> net.compile("sgd", "mse", device="cpu")
+            >>> net.fit(torch.randn(10, 2), torch.randn(10, 1), batch_size=4, epochs=1, verbose=0).shape
+            (1, 3)
+        """
+        return fitting.fit(self, x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                           callbacks=callbacks, validation_data=validation_data,
+                           validation_split=validation_split, shuffle=shuffle,
+                           initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                           sample_weight=sample_weight, dl_train=dl_train, dl_val=dl_val,
+                           log_step_freq=log_step_freq)
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
+                 sample_weight: Any = None) -> dict[str, float]:
+        """Loss and metrics over the data, exact over all samples: ``{"loss": ..., "acc": ...}``.
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 1))
+            >>> net.compile("sgd", "mse", device="cpu")
+            >>> sorted(net.evaluate(torch.zeros(3, 2), torch.zeros(3, 1)))
+            ['loss']
+        """
+        return fitting.evaluate(self, x, y, batch_size, verbose, callbacks, sample_weight)
+
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
+                callbacks: Sequence[Callback] | None = None) -> Any:
+        """Model outputs for ``x`` on the CPU, concatenated over batches (tuples/dicts kept).
+
+        Runs in eval mode under ``torch.inference_mode``; outputs stay on the
+        device until the end, then move to the CPU in one copy.
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 3))
+            >>> net.predict(torch.zeros(5, 2)).shape
+            torch.Size([5, 3])
+        """
+        return fitting.predict(self, x, batch_size, verbose, callbacks)
+
+    def running_logs(self) -> dict[str, float]:
+        """The current epoch's running means and metrics (one host sync; for progress displays)."""
+        accumulator = self._kt.accumulator
+        if accumulator is None or not accumulator.count:
+            return {}
+        values = accumulator.means()
+        values.update({name: m.result() for name, m in self.compiled_metrics.items() if _cheap(m)})
+        return read_scalars(values)
+
+    def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
+                **kwargs: Any) -> str:
+        """Print and return a Keras-style table of layers, output shapes and parameter counts.
+
+        Example:
+            >>> text = Model.wrap(nn.Linear(2, 1)).summary(input_shape=(2,), print_fn=None)
+            >>> "Total params: 3" in text
+            True
+        """
+        from .summary import summary
+        return summary(self, input_shape=input_shape, input_dtype=input_dtype, input_data=input_data, **kwargs)
+
+
+def _cheap(metric: metrics_module.Metric) -> bool:
+    # AUC ranks the whole epoch: too costly to recompute on every progress refresh.
+    return not isinstance(metric, (metrics_module.AUC, metrics_module.TorchmetricsAdapter))
+
+
+def _merge_seed_names(loss: Any, loss_func: Any, metrics: Any, metrics_dict: Any) -> tuple[Any, Any]:
+    if loss_func is not None:
+        if loss is not None:
+            raise ValueError("Pass either `loss` or its torchkeras name `loss_func`, not both.")
+        loss = loss_func
+    if metrics_dict is not None:
+        if metrics is not None:
+            raise ValueError("Pass either `metrics` or its torchkeras name `metrics_dict`, not both.")
+        metrics = metrics_dict
+    return loss, metrics

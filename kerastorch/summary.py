@@ -1,0 +1,245 @@
+"""Model summary: a torchsummary-style table built from torchinfo's forward pass.
+
+Parameters are counted from the module itself, so shared or tied weights count once.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import torch
+import torchinfo
+from torch import nn
+from torchinfo import torchinfo as _torchinfo_impl
+from torchinfo.layer_info import LayerInfo
+
+DtypeLike = Union[torch.dtype, type]
+_MB = 1024**2
+_WIDTHS = (20, 25, 15)  # torchsummary's name / shape / param columns
+
+
+def _as_dtype(obj: Any) -> torch.dtype:
+    """``torch.float32`` or a legacy class like ``torch.LongTensor`` -> ``torch.dtype``."""
+    if isinstance(obj, torch.dtype):
+        return obj
+    # Tensor *classes* carry a dtype; tensor instances do too, so require a class.
+    if isinstance(obj, type) and isinstance(getattr(obj, "dtype", None), torch.dtype):
+        return obj.dtype
+    raise TypeError(f"input_dtype must be a torch.dtype (e.g. torch.int64) or a tensor type "
+                    f"(e.g. torch.LongTensor), got {obj!r} ({type(obj).__name__})")
+
+
+def _shapes(input_shape: Sequence[Any]) -> list[tuple[int, ...]]:
+    """One shape ``(3, 32, 32)`` or several ``[(2,), (3,)]`` -> list of shapes."""
+    if not isinstance(input_shape, (tuple, list, torch.Size)):
+        raise TypeError(f"input_shape must be a tuple of ints or a list of such tuples, "
+                        f"got {input_shape!r}")
+    nested = [s for s in input_shape if isinstance(s, (tuple, list, torch.Size))]
+    shapes = [tuple(s) for s in input_shape] if nested else [tuple(input_shape)]
+    for shape in shapes:
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ValueError(f"input_shape entries must be positive ints, got {input_shape!r}")
+    return shapes
+
+
+def _make_inputs(input_shape: Sequence[Any], input_dtype: Any, batch_size: int,
+                 device: torch.device) -> list[torch.Tensor]:
+    """Dummy inputs of shape ``(batch_size, *shape)``; zeros for non-float dtypes."""
+    shapes = _shapes(input_shape)
+    if input_dtype is None:
+        dtypes = [torch.float32] * len(shapes)
+    elif isinstance(input_dtype, (list, tuple)):
+        dtypes = [_as_dtype(d) for d in input_dtype]
+        if len(dtypes) != len(shapes):
+            raise ValueError(f"input_dtype has {len(dtypes)} entries but input_shape "
+                             f"describes {len(shapes)} inputs")
+    else:
+        dtypes = [_as_dtype(input_dtype)] * len(shapes)
+    # A private generator keeps the caller's global RNG stream untouched.
+    gen = torch.Generator().manual_seed(0)
+    inputs = []
+    for shape, dtype in zip(shapes, dtypes):
+        size = (batch_size, *shape)
+        if dtype.is_floating_point or dtype.is_complex:
+            x = torch.rand(size, generator=gen, dtype=dtype)
+        else:  # integer inputs are usually indices: 0 is valid for any embedding
+            x = torch.zeros(size, dtype=dtype)
+        inputs.append(x.to(device))
+    return inputs
+
+
+def _nbytes(data: Any) -> int:
+    """Total bytes of the tensors in a tensor / list / tuple / dict (real dtype sizes)."""
+    if isinstance(data, torch.Tensor):
+        return data.numel() * data.element_size()
+    if isinstance(data, Mapping):
+        data = list(data.values())
+    return sum(_nbytes(v) for v in data) if isinstance(data, (list, tuple)) else 0
+
+
+def _run_torchinfo(module: nn.Module, data: Any, depth: int) -> torchinfo.ModelStatistics:
+    """Run torchinfo quietly in eval mode, then restore every submodule's own mode."""
+    # torchinfo restores only the top module's flag via model.train(flag), which
+    # overwrites submodules deliberately left in another mode (e.g. frozen BatchNorm).
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        # device is left None on purpose: with a device torchinfo calls module.to(device).
+        return torchinfo.summary(module, input_data=data, verbose=0, depth=depth,
+                                 col_names=("output_size", "num_params"), mode="eval")
+    finally:
+        for m, training in modes:
+            m.training = training
+        # torchinfo always caches the last pass per class name, even with caching
+        # off, which would keep the model (and its GPU memory) alive.
+        getattr(_torchinfo_impl, "_cached_forward_pass", {}).pop(type(module).__name__, None)
+
+
+def _ancestors(layer: LayerInfo) -> list[LayerInfo]:
+    chain, parent = [], layer.parent_info
+    while parent is not None:
+        chain.append(parent)
+        parent = parent.parent_info
+    return chain
+
+
+def _select_layers(summary_list: list[LayerInfo], depth: int
+                   ) -> tuple[list[LayerInfo], list[LayerInfo]]:
+    """Split executed calls into (table rows, leaf calls used for activation memory).
+
+    A call is a leaf when none of the module's descendants ran (this also covers
+    modules like MultiheadAttention that use child weights directly). A row is a
+    leaf call, or a call at ``depth`` folding everything below it, unless an
+    executed ancestor at ``depth`` or deeper already folds it.
+    """
+    ran = [layer for layer in summary_list if layer.executed]
+    ran_ids = {id(layer.module) for layer in ran}
+    # torchinfo's parent_info objects are not the executed ones, so compare modules.
+    has_ran_child = {id(a.module) for layer in ran for a in _ancestors(layer)}
+    leaves = [layer for layer in ran if id(layer.module) not in has_ran_child]
+    folded = lambda layer: any(  # noqa: E731
+        a.depth >= depth and id(a.module) in ran_ids for a in _ancestors(layer))
+    rows = [layer for layer in ran if not folded(layer)
+            and (id(layer.module) not in has_ran_child or layer.depth >= depth)]
+    return rows, leaves
+
+
+def _table_rows(module: nn.Module, layers: list[LayerInfo]) -> list[tuple[str, str, int]]:
+    """(name, shape, params) per row; each unique parameter is counted exactly once."""
+    seen: set[int] = set()
+    rows = []
+    for i, layer in enumerate(layers, start=1):
+        params = [p for p in layer.module.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        owned = sum(1 for _ in layer.module.parameters())
+        # Fewer new params than owned ones: the rest were counted on an earlier row.
+        mark = " (shared)" if len(params) < owned else ""
+        # Batch dim shown as -1; "--" when the output held no tensor.
+        shape = str([-1, *layer.output_size[1:]]) if layer.output_size else "--"
+        rows.append((f"{layer.class_name}-{i}{mark}", shape, sum(p.numel() for p in params)))
+    # Parameters no row covered: registered on a container (cls token, scale) or
+    # owned by a submodule that never ran. They still belong in Total.
+    for sub in module.modules():
+        left = [p for p in sub.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in left)
+        if left:
+            # A leaf that ran is always a row (or folded), so a leftover leaf never ran.
+            tag = "own params" if any(sub.children()) else "not called"
+            rows.append((f"{type(sub).__name__} ({tag})", "--", sum(p.numel() for p in left)))
+    return rows
+
+
+def _format(rows: list[tuple[str, str, int]], totals: tuple[int, int],
+            sizes: tuple[int, int, int]) -> str:
+    """Lay out the torchsummary table, widening columns so nothing is cut."""
+    cells = [(name, shape, f"{n:,}") for name, shape, n in rows]
+    header = ("Layer (type)", "Output Shape", "Param #")
+    w = [max([base, *(len(c[k]) for c in cells)]) for k, base in enumerate(_WIDTHS)]
+    line = lambda c: f"{c[0]:>{w[0]}}  {c[1]:>{w[1]}} {c[2]:>{w[2]}}"  # noqa: E731
+    width = w[0] + w[1] + w[2] + 4  # torchsummary: rules one char wider than rows
+    dash, eq = "-" * width, "=" * width
+    total, trainable = totals
+    in_b, act_b, par_b = sizes
+    out = [dash, line(header), eq, *(line(c) for c in cells), eq,
+           f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+           f"Non-trainable params: {total - trainable:,}", dash,
+           f"Input size (MB): {in_b / _MB:0.6f}",
+           f"Forward/backward pass size (MB): {act_b / _MB:0.6f}",
+           f"Params size (MB): {par_b / _MB:0.6f}",
+           f"Estimated Total Size (MB): {(in_b + act_b + par_b) / _MB:0.6f}", dash]
+    return "\n".join(out)
+
+
+def _prepare_inputs(module: nn.Module, input_shape: Any, input_dtype: Any, input_data: Any,
+                    batch_size: int, device: torch.device | str | None) -> Any:
+    """Check the input arguments; return what torchinfo should feed to forward."""
+    if (input_shape is None) == (input_data is None):
+        got = "neither" if input_shape is None else "both"
+        raise ValueError(f"summary() needs `input_shape` or `input_data` (exactly one), "
+                         f"got {got}")
+    if input_data is None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        # Default: where the first parameter (else buffer) lives, else cpu.
+        first = next(itertools.chain(module.parameters(), module.buffers()), None)
+        device = torch.device(device or (first.device if first is not None else "cpu"))
+        return _make_inputs(input_shape, input_dtype, batch_size, device)
+    if input_dtype is not None:
+        raise ValueError("input_dtype only applies to input_shape; with input_data "
+                         "the tensors' own dtypes are used")
+    if isinstance(input_data, torch.Tensor):
+        return [input_data]
+    if isinstance(input_data, (list, tuple, Mapping)):
+        return input_data
+    raise TypeError(f"input_data must be a tensor, a list/tuple of args or a dict of "
+                    f"kwargs, got {type(input_data).__name__}")
+
+
+def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
+            input_dtype: DtypeLike | Sequence[DtypeLike] | None = None,
+            input_data: Any = None, *, batch_size: int = 1, depth: int = 3,
+            device: torch.device | str | None = None,
+            print_fn: Callable[[str], Any] | None = print) -> str:
+    """Print a torchsummary-style table of ``module`` and return it as text.
+
+    Rows, in call order as ``ClassName-i``, are the calls of modules none of whose
+    submodules ran; below ``depth`` the module at ``depth`` stands for its subtree.
+    A reused module's params count on its first row; later rows show 0, ``(shared)``.
+    Params on a container or on a layer that never ran get an ``(own params)`` /
+    ``(not called)`` row: rows add up to Total = sum of ``module.parameters()``.
+
+    MB = bytes (real dtype sizes) / 1024**2. Input: the input tensors. Forward/
+    backward: 2 x output bytes of every leaf call (activations + grads). Params:
+    the unique parameters. Estimated Total: the sum of the three.
+
+    Args:
+        module: the network; not moved; all train/eval flags are restored after.
+        input_shape: one sample's shape without the batch dim, e.g. ``(3, 32, 32)``,
+            or a list of shapes for ``forward(x1, x2, ...)``.
+        input_dtype: a ``torch.dtype`` or tensor type (``torch.LongTensor``), or
+            one per input; default float32. Integer inputs are zeros.
+        input_data: used as-is instead: a tensor, a list/tuple of args or a dict of kwargs.
+        batch_size: batch size of the generated inputs.
+        depth: deepest module level shown as separate rows (top module = 0).
+        device: for generated inputs; default: the module's (else cpu).
+        print_fn: called with the text; ``None`` prints nothing.
+
+    Raises:
+        ValueError: not exactly one of ``input_shape`` / ``input_data`` given.
+        TypeError: ``input_dtype`` or ``input_data`` of an unsupported type.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> "Total params: 17" in summary(net, input_shape=(2,), print_fn=None)
+        True
+    """
+    data = _prepare_inputs(module, input_shape, input_dtype, input_data, batch_size, device)
+    stats = _run_torchinfo(module, data, depth)
+    layers, leaves = _select_layers(stats.summary_list, depth)
+    params = list(module.parameters())  # parameters() already skips shared duplicates
+    totals = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+    sizes = (_nbytes(data), 2 * sum(layer.output_bytes for layer in leaves),
+             sum(p.numel() * p.element_size() for p in params))
+    text = _format(_table_rows(module, layers), totals, sizes)
+    if print_fn is not None:
+        print_fn(text)
+    return text
