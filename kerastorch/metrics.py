@@ -35,6 +35,14 @@ def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def _align(y_pred: Any, y_true: Any) -> Any:
+    """Keras's one alignment: a (N,) target against an (N, 1) output becomes (N, 1)."""
+    if isinstance(y_pred, torch.Tensor) and isinstance(y_true, torch.Tensor) and y_pred.dim() == 2 \
+            and y_pred.shape[1] == 1 and y_true.dim() == 1 and y_true.shape[0] == y_pred.shape[0]:
+        return y_true.view_as(y_pred)
+    return y_true
+
+
 def _per_sample(sample_weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape (N,) sample weights to broadcast over ``like``'s trailing dims."""
     return sample_weight.reshape(sample_weight.shape[0], *([1] * (like.dim() - 1)))
@@ -326,7 +334,7 @@ class FunctionMetric(Metric):
         self.fn = fn
 
     def update(self, y_pred, y_true, sample_weight=None):
-        value = self.fn(y_pred.detach(), y_true)
+        value = self.fn(y_pred.detach(), _align(y_pred, y_true))
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, device=y_pred.device)
         self._state("total", value).add_(value.detach().to(_acc_dtype(value.device)).mean(), alpha=y_pred.shape[0])
@@ -344,7 +352,7 @@ class TorchmetricsAdapter(Metric):
         self.metric = metric
 
     def update(self, y_pred, y_true, sample_weight=None):
-        self.metric.update(y_pred.detach(), y_true)
+        self.metric.update(y_pred.detach(), _align(y_pred, y_true))
 
     def result(self):
         return self.metric.compute()

@@ -1,0 +1,98 @@
+"""Callback dispatch: exact hook order, override table, argument checks."""
+import pytest
+import torch
+
+import kerastorch as kt
+from kerastorch.callbacks.base import HOOKS, Callback, CallbackList
+from support import TinyNet
+
+
+class Recorder(Callback):
+    """Records every hook call with its index argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+
+def _recording(hook):
+    def method(self, *args):
+        index = args[0] if args and isinstance(args[0], int) else None
+        self.calls.append(hook if index is None else f"{hook}({index})")
+    return method
+
+
+for _hook in HOOKS:
+    setattr(Recorder, _hook, _recording(_hook))
+
+
+def test_fit_hook_order_with_validation():
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    recorder = Recorder()
+    x, y = torch.randn(5, 2), torch.randn(5, 1)
+    model.fit(x, y, batch_size=3, epochs=2, validation_data=(x[:2], y[:2]), callbacks=[recorder], verbose=0)
+    epoch = lambda e: [f"on_epoch_begin({e})",
+                       "on_train_batch_begin(0)", "on_backward_end(0)", "on_train_batch_end(0)",
+                       "on_train_batch_begin(1)", "on_backward_end(1)", "on_train_batch_end(1)",
+                       "on_test_begin", "on_test_batch_begin(0)", "on_test_batch_end(0)", "on_test_end",
+                       f"on_epoch_end({e})"]
+    assert recorder.calls == ["on_train_begin", *epoch(0), *epoch(1), "on_train_end"]
+
+
+def test_evaluate_and_predict_hook_order():
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    recorder = Recorder()
+    x, y = torch.randn(5, 2), torch.randn(5, 1)
+    model.evaluate(x, y, batch_size=4, callbacks=[recorder])
+    assert recorder.calls == ["on_test_begin", "on_test_batch_begin(0)", "on_test_batch_end(0)",
+                              "on_test_batch_begin(1)", "on_test_batch_end(1)", "on_test_end"]
+    recorder.calls.clear()
+    model.predict(x, batch_size=4, callbacks=[recorder])
+    assert recorder.calls == ["on_predict_begin", "on_predict_batch_begin(0)", "on_predict_batch_end(0)",
+                              "on_predict_batch_begin(1)", "on_predict_batch_end(1)", "on_predict_end"]
+
+
+def test_override_table_lists_only_overriding_callbacks():
+    class EpochOnly(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    first, second = EpochOnly(), Callback()
+    table = CallbackList([first, second, EpochOnly()])
+    assert table.on_train_batch_end == () and table.on_backward_end == ()
+    assert len(table.on_epoch_end) == 2 and table.on_epoch_end[0].__self__ is first
+
+
+def test_callbacks_see_the_unwrapped_model_and_params():
+    seen = {}
+
+    class Look(Callback):
+        def on_train_begin(self, logs=None):
+            seen["model"], seen["params"] = self.model, dict(self.params)
+
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(torch.zeros(6, 2), torch.zeros(6, 1), batch_size=4, epochs=3, callbacks=[Look()], verbose=0)
+    assert seen["model"] is model
+    assert seen["params"] == {"epochs": 3, "steps": 2, "verbose": 0, "has_validation": False}
+
+
+def test_batch_logs_are_device_tensors():
+    got = []
+
+    class Grab(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            got.append(logs["loss"])
+
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(torch.zeros(4, 2), torch.ones(4, 1), batch_size=4, callbacks=[Grab()], verbose=0)
+    assert isinstance(got[0], torch.Tensor) and got[0].dim() == 0
+
+
+def test_non_callback_is_rejected():
+    with pytest.raises(TypeError, match="`callbacks` must be kerastorch.callbacks.Callback instances"):
+        CallbackList([object()])
