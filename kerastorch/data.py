@@ -121,15 +121,20 @@ class TensorBatcher:
         return -(-self.num_samples // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple]:
+        # The permutation is drawn here, eagerly, not at the first next(): a resumed
+        # epoch restores the generator, calls iter(), then restores the later RNG state.
         arrays = self.arrays
         if self.shuffle:
             order = torch.randperm(self.num_samples, generator=self.generator)
             # One gather per epoch, then zero-copy slices: fewer ops than per-batch indexing.
             arrays = tree_map(lambda t: t[order.to(t.device)], arrays)
-        n, size = self.num_samples, self.batch_size
-        start = self.skip_batches * size
+        start = self.skip_batches * self.batch_size
         self.skip_batches = 0
-        for begin in range(start, n, size):
+        return self._slices(arrays, start)
+
+    def _slices(self, arrays: Any, start: int) -> Iterator[tuple]:
+        size = self.batch_size
+        for begin in range(start, self.num_samples, size):
             yield tree_map(lambda t, b=begin: t[b:b + size], arrays)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 import pandas as pd
 import torch
 
@@ -16,6 +18,7 @@ from .callbacks.base import CallbackList, as_callback_list
 from .callbacks.epoch_table import EpochLine, EpochTable
 from .callbacks.history import History
 from .callbacks.progress import ProgressBar, SeedLogger
+from .checkpoint import newest_valid
 from .distributed import is_rank_zero
 from .loops import run_fit, run_predict, run_test
 
@@ -91,7 +94,8 @@ def _printers(verbose: Any, seed_form: bool, log_step_freq: int | None) -> list:
 def fit(model: Any, *, x: Any, y: Any, batch_size: int | None, epochs: int, verbose: Any,
         callbacks: Any, validation_data: Any, validation_split: float, shuffle: bool,
         initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any, dl_train: Any,
-        dl_val: Any, log_step_freq: int | None) -> pd.DataFrame:
+        dl_val: Any, log_step_freq: int | None, resume_from: Any = None,
+        trust_checkpoint: bool = False) -> pd.DataFrame:
     """See :meth:`kerastorch.Model.fit`."""
     x, y, epochs, validation_data, seed_form = _seed_arguments(x, y, epochs, validation_data, dl_train, dl_val)
     runtime = model._kt
@@ -111,17 +115,35 @@ def fit(model: Any, *, x: Any, y: Any, batch_size: int | None, epochs: int, verb
                                  "verbose": verbose, "has_validation": val_source is not None})
     rows_before = len(runtime.history_rows)
     runtime.hooks, runtime.state.epochs = hooks, epochs
-    model.stop_training = False
+    model.stop_training, runtime.nonfinite = False, False
+    _request_resume(runtime, resume_from, user_callbacks, trust_checkpoint)
     was_training = model.training
     try:
-        run_fit(model, train_source, val_source, hooks, runtime.state, epochs, initial_epoch, steps_per_epoch)
+        with runtime.signal_guard():
+            run_fit(model, train_source, val_source, hooks, runtime.state, epochs, initial_epoch, steps_per_epoch)
     finally:
         model.train(was_training)
-        runtime.hooks, runtime.accumulator = CallbackList(), None
+        runtime.hooks, runtime.accumulator, runtime.resume_request = CallbackList(), None, None
     history = model.history
     if seed_form and len(history) > rows_before:
         return history[[c for c in history.columns if c != "lr"]]
     return history
+
+
+def _request_resume(runtime: Any, resume_from: Any, callbacks: list, trust_checkpoint: bool) -> None:
+    """``resume_from``: a path, or "auto" for the newest valid checkpoint the callbacks wrote."""
+    if resume_from is None:
+        return
+    if resume_from == "auto":
+        candidates = [path for cb in callbacks for path in getattr(cb, "resume_candidates", lambda: [])()]
+        path = newest_valid(candidates, trust_checkpoint=trust_checkpoint) if candidates else None
+        if path is not None:
+            runtime.request_resume(path, trust_checkpoint)
+        return
+    if not os.path.isfile(resume_from):
+        raise FileNotFoundError(f"`resume_from` must be an existing checkpoint file or 'auto'. "
+                                f"Received: resume_from={resume_from!r}")
+    runtime.request_resume(resume_from, trust_checkpoint)
 
 
 def evaluate(model: Any, x: Any, y: Any, batch_size: int | None, verbose: Any, callbacks: Any,

@@ -17,30 +17,75 @@ from .state import TrainState
 
 
 class LogAccumulator:
-    """Sample-weighted running means of per-batch scalar tensors, kept on the device.
+    """Per-step scalar logs kept on the device; epoch means read once.
 
-    ``add(logs, n)`` adds ``value * n`` into a per-key sum (in place, no
-    allocation after the first batch); the count of samples is a host int,
-    so reading means costs one sync for all keys together.
+    Each key gets a preallocated device buffer with one slot per step; a step
+    writes its value into its slot (one in-place copy, no host sync) and the
+    host keeps the batch sizes. The epoch value is the sample-weighted mean,
+    exact with an uneven last batch, and the buffer doubles as the device-side
+    record that finds the first non-finite step at the next sync point.
+
+    Args:
+        steps: number of steps this epoch can have (buffer length).
+
+    Example:
+        >>> acc = LogAccumulator(2)
+        >>> acc.add(0, {"loss": torch.tensor(1.0)}, 8); acc.add(1, {"loss": torch.tensor(4.0)}, 2)
+        >>> float(acc.means()["loss"])
+        1.6
     """
 
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.sizes: list[int] = []  # batch sizes of steps 0..k-1 (a resumed epoch starts with k > 0)
 
-    def add(self, logs: dict[str, torch.Tensor], n: int) -> None:
-        sums = self.sums
+    def add(self, index: int, logs: dict[str, torch.Tensor], n: int) -> None:
+        buffers = self.buffers
         for key, value in logs.items():
-            total = sums.get(key)
-            if total is None:
-                # float64 sums keep long epochs exact (MPS has no float64).
-                dtype = torch.float32 if value.device.type == "mps" else torch.float64
-                total = sums[key] = torch.zeros((), dtype=dtype, device=value.device)
-            total.add_(value.reshape(()), alpha=n)
-        self.count += n
+            buffer = buffers.get(key)
+            if buffer is None:
+                buffer = buffers[key] = self._new_buffer(value.device)
+            buffer[index] = value
+        self.sizes.append(n)
+
+    def _new_buffer(self, device: torch.device) -> torch.Tensor:
+        # float64 keeps long epochs exact (MPS has no float64); NaN marks "no value".
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        return torch.full((self.steps,), float("nan"), dtype=dtype, device=device)
+
+    @property
+    def count(self) -> int:
+        return sum(self.sizes)
 
     def means(self) -> dict[str, torch.Tensor]:
-        return {key: total / self.count for key, total in self.sums.items()}
+        means = {}
+        for key, buffer in self.buffers.items():
+            k = len(self.sizes)
+            weights = torch.tensor(self.sizes, dtype=buffer.dtype).to(buffer.device, non_blocking=True)
+            means[key] = (buffer[:k] * weights).sum() / weights.sum()
+        return means
+
+    def first_nonfinite(self, key: str = "loss") -> int | None:
+        """Index of the first step whose ``key`` is NaN/inf (one host sync), else None."""
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            return None
+        bad = (~torch.isfinite(buffer[:len(self.sizes)])).nonzero()
+        return None if bad.numel() == 0 else int(bad[0, 0])
+
+    def state_dict(self) -> dict[str, Any]:
+        k = len(self.sizes)
+        return {"buffers": {key: buffer[:k].cpu() for key, buffer in self.buffers.items()},
+                "sizes": list(self.sizes)}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
+        """Continue a partial epoch: the earlier steps' values and sizes come back."""
+        self.sizes = list(state["sizes"])
+        for key, values in state["buffers"].items():
+            buffer = self._new_buffer(device)
+            buffer[:len(values)] = values.to(device)
+            self.buffers[key] = buffer
 
 
 def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -69,18 +114,17 @@ def reset_metrics(model: Any) -> None:
         metric.reset()
 
 
-def run_train_epoch(model: Any, source: Iterable, hooks: CallbackList, state: TrainState,
+def run_train_epoch(model: Any, source: Any, hooks: CallbackList, state: TrainState,
                     steps: int) -> LogAccumulator:
     """One pass over ``source`` (at most ``steps`` batches) with train_step."""
     runtime = model._kt
-    accumulator = LogAccumulator()
-    runtime.accumulator = accumulator
-    reset_metrics(model)
+    accumulator = runtime.begin_epoch_accumulator(steps)
     device = runtime.config.device
     batch_begin, batch_end = hooks.on_train_batch_begin, hooks.on_train_batch_end
-    first = getattr(source, "skip_batches", 0)
     plan_accumulation = runtime.config.grad_accum_steps > 1
-    for index, batch in enumerate(source, start=first):
+    first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
+    iterator = runtime.start_epoch_iterator(source)
+    for index, batch in enumerate(iterator, start=first):
         state.batch = index
         for hook in batch_begin:
             hook(index, None)
@@ -88,20 +132,20 @@ def run_train_epoch(model: Any, source: Iterable, hooks: CallbackList, state: Tr
             runtime.plan_micro_step(index, steps)
         batch = move_to_device(batch, device)
         logs = model.train_step(batch)
-        accumulator.add(logs, batch_size_of(batch))
+        accumulator.add(index, logs, batch_size_of(batch))
         state.global_step += 1
         for hook in batch_end:
             hook(index, logs)
-        if model.stop_training or index + 1 >= steps:
+        if model.stop_training or index + 1 >= steps or runtime.pending_signal is not None:
             break
     return accumulator
 
 
-def run_test(model: Any, source: Iterable, hooks: CallbackList, prefix: str = "") -> dict[str, float]:
+def run_test(model: Any, source: Any, hooks: CallbackList, prefix: str = "") -> dict[str, float]:
     """Evaluate over ``source`` with test_step; returns the epoch's logs (floats)."""
     was_training = model.training
     model.eval()
-    accumulator = LogAccumulator()
+    accumulator = LogAccumulator(len(source))
     reset_metrics(model)
     device = model._kt.config.device
     hooks.call("on_test_begin", None)
@@ -113,7 +157,7 @@ def run_test(model: Any, source: Iterable, hooks: CallbackList, prefix: str = ""
                     hook(index, None)
                 batch = move_to_device(batch, device)
                 logs = model.test_step(batch)
-                accumulator.add(logs, batch_size_of(batch))
+                accumulator.add(index, logs, batch_size_of(batch))
                 for hook in batch_end:
                     hook(index, logs)
         logs = epoch_logs(model, accumulator, prefix)
@@ -166,22 +210,30 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
 
 def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList, state: TrainState,
             epochs: int, initial_epoch: int, steps_per_epoch: int | None) -> None:
-    """The epoch loop: train, validate, log, call epoch hooks, honour stop_training."""
+    """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
     runtime = model._kt
-    steps = steps_per_epoch or len(train_source)
+    steps = min(steps_per_epoch or len(train_source), len(train_source))
     hooks.call("on_train_begin", None)
-    for epoch in range(initial_epoch, epochs):
+    start_epoch = runtime.apply_resume(initial_epoch, train_source)
+    for epoch in range(start_epoch, epochs):
         state.epoch = epoch
         model.train()
         runtime.prepare_epoch(epoch, train_source)
         hooks.call("on_epoch_begin", epoch, None)
         accumulator = run_train_epoch(model, train_source, hooks, state, steps)
+        if runtime.pending_signal is not None:
+            runtime.handle_signal(hooks)  # saves a mid-epoch checkpoint, then raises
+        bad_step = accumulator.first_nonfinite()
+        if bad_step is not None:
+            runtime.stop_for_nonfinite(epoch, bad_step, epoch_logs(model, accumulator))
+            break
         logs = epoch_logs(model, accumulator)
         if val_source is not None:
             logs.update(run_test(model, val_source, hooks, prefix="val_"))
         logs["lr"] = current_lr(runtime.config.optimizer)
         runtime.step_epoch_scheduler(logs)
         state.logs = logs
+        runtime.finish_epoch(epoch)
         hooks.call("on_epoch_end", epoch, logs)
         if model.stop_training:
             break

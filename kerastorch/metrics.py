@@ -82,6 +82,14 @@ class Metric:
         self._states = {k: v.to(device) for k, v in self._states.items()}
         return self
 
+    def state_dict(self) -> dict[str, Any]:
+        """Accumulated state (for mid-epoch checkpoints), as CPU tensors."""
+        return {k: v.detach().cpu().clone() for k, v in self._states.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = next(iter(self._states.values())).device if self._states else torch.device("cpu")
+        self._states = {k: v.to(device) for k, v in state.items()}
+
 
 class _Mean(Metric):
     """Weighted mean of per-element values: sum(v * w) / sum(w)."""
@@ -198,6 +206,16 @@ class Accuracy(Metric):
         if self._impl is not None:
             self._impl.reset()
 
+    def state_dict(self):
+        return {} if self._impl is None else {"kind": type(self._impl).__name__, "state": self._impl.state_dict()}
+
+    def load_state_dict(self, state):
+        if state:
+            kinds = {cls.__name__: cls for cls in (BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy)}
+            self._impl = kinds[state["kind"]](**({"from_logits": self.from_logits}
+                                                 if state["kind"] == "BinaryAccuracy" else {}))
+            self._impl.load_state_dict(state["state"])
+
 
 class MeanAbsoluteError(_Mean):
     def _values(self, y_pred, y_true):
@@ -247,6 +265,18 @@ class _Confusion(Metric):
         self._state("pred", y_pred, classes).index_add_(0, pred, weights)
         self._state("true", y_pred, classes).index_add_(0, true, weights)
         self._binary = binary
+
+    def state_dict(self):
+        state = super().state_dict()
+        if state:
+            state["binary"] = torch.tensor(self._binary)
+        return state
+
+    def load_state_dict(self, state):
+        state = dict(state)
+        if "binary" in state:
+            self._binary = bool(state.pop("binary"))
+        super().load_state_dict(state)
 
     def _per_class(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tp, pred, true = self._states["tp"], self._states["pred"], self._states["true"]
@@ -321,6 +351,16 @@ class AUC(Metric):
     def reset(self):
         self._scores, self._labels = [], []
 
+    def state_dict(self):
+        if not self._scores:
+            return {}
+        return {"scores": torch.cat(self._scores).cpu(), "labels": torch.cat(self._labels).cpu()}
+
+    def load_state_dict(self, state):
+        self.reset()
+        if state:
+            self._scores, self._labels = [state["scores"]], [state["labels"]]
+
 
 class FunctionMetric(Metric):
     """A plain ``fn(y_pred, y_true) -> tensor``, averaged over samples.
@@ -363,6 +403,10 @@ class TorchmetricsAdapter(Metric):
     def to(self, device):
         self.metric.to(device)
         return self
+
+    def state_dict(self):
+        # torchmetrics states are lists or tensors; their own API has no portable form.
+        return {}
 
 
 _REGISTRY: dict[str, Callable[[], Metric]] = {

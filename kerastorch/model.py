@@ -7,6 +7,7 @@ plain :class:`~kerastorch.config.CompileConfig` held by ``model._kt``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import pandas as pd
@@ -267,7 +268,8 @@ class Model(nn.Module):
             validation_data: Any = None, validation_split: float = 0.0, shuffle: bool = True,
             initial_epoch: int = 0, steps_per_epoch: int | None = None, *,
             sample_weight: Any = None, dl_train: Any = None, dl_val: Any = None,
-            log_step_freq: int | None = None) -> pd.DataFrame:
+            log_step_freq: int | None = None, resume_from: Any = None,
+            trust_checkpoint: bool = False) -> pd.DataFrame:
         """Train; return the history DataFrame (one row per epoch, all fits so far).
 
         Args:
@@ -285,6 +287,17 @@ class Model(nn.Module):
             sample_weight: per-sample weights for in-memory data.
             dl_train, dl_val, log_step_freq: the torchkeras form
                 ``fit(epochs, dl_train, dl_val=None, log_step_freq=N)``.
+            resume_from: a training checkpoint to continue from (weights, optimizer,
+                history, callback and RNG states; exact mid-epoch), or "auto" for the
+                newest valid one written by this fit's ModelCheckpoint /
+                BackupAndRestore callbacks (corrupt ones are skipped with a warning).
+            trust_checkpoint: allow loading checkpoints that need arbitrary pickles
+                (only for files you trust; by default loading is weights-only).
+
+        Ctrl-C stops at the end of the current batch: checkpoint callbacks save an
+        interrupt checkpoint, ``model.history`` keeps the finished epochs, and
+        ``KeyboardInterrupt`` is raised (press twice to interrupt at once). SIGTERM
+        does the same and then raises ``SystemExit(143)``.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1))
@@ -297,7 +310,8 @@ class Model(nn.Module):
                            validation_split=validation_split, shuffle=shuffle,
                            initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                            sample_weight=sample_weight, dl_train=dl_train, dl_val=dl_val,
-                           log_step_freq=log_step_freq)
+                           log_step_freq=log_step_freq, resume_from=resume_from,
+                           trust_checkpoint=trust_checkpoint)
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
@@ -334,6 +348,41 @@ class Model(nn.Module):
         values = accumulator.means()
         values.update({name: m.result() for name, m in self.compiled_metrics.items() if _cheap(m)})
         return read_scalars(values)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a full training checkpoint atomically (weights, optimizer, history, RNG...).
+
+        ``fit(resume_from=path)`` continues from it; ``load_weights(path)`` takes its weights.
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
+            >>> import tempfile, os; d = tempfile.mkdtemp(); net.save(os.path.join(d, "full.pt"))
+        """
+        from . import resume
+        from .checkpoint import atomic_save
+        require_compiled(self._kt.config, "save")
+        atomic_save(resume.capture(self, mid_epoch=False), path)
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the plain state_dict (no wrapper prefixes) atomically; loadable in bare PyTorch."""
+        from .checkpoint import atomic_save
+        from .distributed import strip_prefixes, unwrap
+        atomic_save(strip_prefixes(unwrap(self).state_dict()), path)
+
+    def load_weights(self, path: str | os.PathLike, strict: bool = True,
+                     trust_checkpoint: bool = False) -> None:
+        """Load weights from a weights file or a training checkpoint (weights-only unpickling).
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 1))
+            >>> import tempfile, os; p = os.path.join(tempfile.mkdtemp(), "w.pt")
+            >>> net.save_weights(p); net.load_weights(p)
+        """
+        from . import resume
+        from .checkpoint import safe_load
+        from .distributed import unwrap
+        loaded = safe_load(path, map_location=self.device, trust_checkpoint=trust_checkpoint)
+        unwrap(self).load_state_dict(resume.weights_of(loaded, os.fspath(path)), strict=strict)
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
                 **kwargs: Any) -> str:

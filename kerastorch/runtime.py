@@ -2,18 +2,26 @@
 
 A :class:`kerastorch.Model` keeps one ``Runtime`` in ``model._kt``: the
 compiled configuration, the callbacks of the running call, the history rows,
-the train state and the gradient-accumulation plan. It is a plain object so
-the hot loop reads and writes its attributes without ``nn.Module``'s
-attribute machinery, and nothing here shows up in ``state_dict()``.
+the train state, the gradient-accumulation plan, pending signals and resume
+requests. It is a plain object so the hot loop reads and writes its
+attributes without ``nn.Module``'s attribute machinery, and nothing here
+shows up in ``state_dict()``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+import signal
+import threading
+import warnings
+from typing import Any, Callable, Iterator
 
 import torch
 
+from . import resume as resume_module
 from .callbacks.base import CallbackList
+from .checkpoint import capture_rng_state, restore_rng_state, safe_load
 from .config import CompileConfig
+from .loops import LogAccumulator
 from .state import TrainState
 
 
@@ -25,12 +33,19 @@ class Runtime:
         self.hooks: CallbackList = CallbackList()
         self.history_rows: list[dict[str, Any]] = []
         self.state = TrainState()
-        self.accumulator: Any = None
+        self.accumulator: LogAccumulator | None = None
         self.forward_fn: Callable[..., Any] | None = None  # the module or its DP/DDP/compiled wrapper
         self.generator: torch.Generator | None = None      # shuffling order, saved in checkpoints
         self.accum_divisor = 1
         self.update_now = True
+        self.pending_signal: str | None = None
+        self.resume_request: tuple[str, bool] | None = None  # (path, trust_checkpoint)
+        self.epoch_start_rng: dict[str, Any] | None = None
+        self.epoch_start_generator: torch.Tensor | None = None
+        self.nonfinite = False
+        self._mid_epoch: dict[str, Any] | None = None
 
+    # ------------------------------------------------------------ accumulation
     def plan_micro_step(self, index: int, steps: int) -> None:
         """Set the loss divisor and whether to step the optimizer for batch ``index``.
 
@@ -42,12 +57,42 @@ class Runtime:
         self.accum_divisor = min(k, steps - window_start)
         self.update_now = (index + 1) % k == 0 or index + 1 >= steps
 
+    # ------------------------------------------------------------ epochs
     def prepare_epoch(self, epoch: int, source: Any) -> None:
         """Per-epoch set-up of the data: DistributedSampler.set_epoch where present."""
         self.accum_divisor, self.update_now = 1, True
         sampler = getattr(getattr(source, "loader", None), "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
+
+    def begin_epoch_accumulator(self, steps: int) -> LogAccumulator:
+        accumulator = LogAccumulator(steps)
+        self.accumulator = accumulator
+        middle = self._mid_epoch
+        if middle is None:
+            reset_metrics_of(self)
+            return accumulator
+        accumulator.load_state_dict(middle["partial_logs"], self.config.device)
+        for name, metric in self.config.metrics.items():
+            metric.reset()
+            if middle["metrics"].get(name):
+                metric.load_state_dict(middle["metrics"][name])
+        return accumulator
+
+    def start_epoch_iterator(self, source: Any) -> Iterator[Any]:
+        """``iter(source)``, recording (or, when resuming mid-epoch, replaying) the epoch's RNG."""
+        middle, self._mid_epoch = self._mid_epoch, None
+        if middle is not None:
+            restore_rng_state(middle["epoch_start_rng"])
+            if self.generator is not None and middle["epoch_start_generator"] is not None:
+                self.generator.set_state(middle["epoch_start_generator"])
+            source.skip_batches = middle["batch"]
+        self.epoch_start_rng = capture_rng_state()
+        self.epoch_start_generator = self.generator.get_state() if self.generator is not None else None
+        iterator = iter(source)
+        if middle is not None:
+            restore_rng_state(middle["rng"])  # dropout etc. continue from where the run stopped
+        return iterator
 
     def step_epoch_scheduler(self, logs: dict[str, float]) -> None:
         scheduler = self.config.lr_scheduler
@@ -61,3 +106,79 @@ class Runtime:
             scheduler.step(logs[monitor])
         else:
             scheduler.step()
+
+    def finish_epoch(self, epoch: int) -> None:
+        self.state.epoch = epoch
+
+    # ------------------------------------------------------------ resume
+    def request_resume(self, path: str, trust_checkpoint: bool = False) -> None:
+        """Ask the running ``fit`` to resume from ``path`` once on_train_begin hooks have run."""
+        self.resume_request = (str(path), trust_checkpoint)
+
+    def apply_resume(self, initial_epoch: int, source: Any) -> int:
+        """Load a requested checkpoint; return the epoch to start from."""
+        if self.resume_request is None:
+            return initial_epoch
+        path, trust = self.resume_request
+        self.resume_request = None
+        checkpoint = safe_load(path, trust_checkpoint=trust)
+        resume_module.restore(self._model_ref(), checkpoint, path)
+        if checkpoint["batch"] > 0:
+            self._mid_epoch = {key: checkpoint[key] for key in
+                               ("batch", "epoch_start_rng", "epoch_start_generator", "partial_logs", "metrics", "rng")}
+        else:
+            restore_rng_state(checkpoint["rng"])
+        self.state.epoch = checkpoint["epoch"]
+        return checkpoint["epoch"]
+
+    def _model_ref(self) -> Any:
+        return self.hooks.model
+
+    # ------------------------------------------------------------ failures
+    def stop_for_nonfinite(self, epoch: int, step: int, logs: dict[str, float]) -> None:
+        """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
+        self.nonfinite = True
+        self.history_rows.append({"epoch": epoch + 1, **logs})
+        self.hooks.model.stop_training = True
+        warnings.warn(f"Non-finite training loss at epoch {epoch + 1}, batch {step} (epochs count "
+                      "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
+                      "no checkpoint was written from this epoch.", RuntimeWarning, stacklevel=2)
+
+    @contextlib.contextmanager
+    def signal_guard(self) -> Iterator[None]:
+        """Turn SIGINT/SIGTERM into a flag the batch loop checks; restore handlers after."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if signum == signal.SIGINT and self.pending_signal == "SIGINT":
+                raise KeyboardInterrupt  # a second Ctrl-C does not wait for the batch to end
+            self.pending_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+
+        self.pending_signal = None
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.pending_signal = None
+
+    def handle_signal(self, hooks: CallbackList) -> None:
+        """Save interrupt checkpoints, then raise KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM)."""
+        received, self.pending_signal = self.pending_signal, None
+        for callback in hooks.callbacks:
+            save = getattr(callback, "save_interrupt_checkpoint", None)
+            if save is not None:
+                save()
+        if received == "SIGTERM":
+            raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports
+        raise KeyboardInterrupt
+
+
+def reset_metrics_of(runtime: Runtime) -> None:
+    for metric in runtime.config.metrics.values():
+        metric.reset()

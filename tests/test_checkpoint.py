@@ -134,7 +134,8 @@ def test_file_too_large_keeps_previous_file(tmp_path):
         # Ignored SIGXFSZ turns "killed by the signal" into write() failing with EFBIG,
         # which is how a full disk looks to the writer.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+        hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, hard))
         atomic_save(big, path)
 
     pid, output = _fork(write_past_limit)

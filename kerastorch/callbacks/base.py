@@ -96,6 +96,7 @@ class CallbackList:
     def __init__(self, callbacks: Iterable[Callback] = (), model: Any = None,
                  params: dict[str, Any] | None = None) -> None:
         self.callbacks: list[Callback] = list(callbacks)
+        self.model: Any = None
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(
@@ -112,6 +113,7 @@ class CallbackList:
             setattr(self, hook, methods)
 
     def set_model(self, model: Any) -> None:
+        self.model = model
         for cb in self.callbacks:
             cb.set_model(model)
 

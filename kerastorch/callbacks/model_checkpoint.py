@@ -1,0 +1,142 @@
+"""ModelCheckpoint: save weights or full training state, atomically, never non-finite."""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import warnings
+from typing import Any
+
+import torch
+
+from .. import resume
+from ..checkpoint import atomic_save, check_writable, cleanup_temp_files
+from ..distributed import is_rank_zero, strip_prefixes, unwrap
+from .base import Callback
+from .monitor import check_monitor, is_better, resolve_mode
+
+INTERRUPT_NAME = "interrupted.pt"
+
+
+def finite_weights(model: Any) -> bool:
+    """True when every floating parameter and buffer is finite (one host sync)."""
+    tensors = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]
+    if not tensors:
+        return True
+    norms = torch._foreach_norm([t.detach().float() for t in tensors], 1)
+    return bool(torch.isfinite(torch.stack(norms)).all())
+
+
+def safe_to_save(model: Any) -> bool:
+    """No non-finite loss recorded this epoch and finite weights; warns when saving is refused."""
+    runtime = model._kt
+    accumulator = runtime.accumulator
+    bad = runtime.nonfinite or (accumulator is not None and accumulator.first_nonfinite() is not None)
+    if bad or not finite_weights(model):
+        warnings.warn("Not writing a checkpoint: the loss or the weights are non-finite. "
+                      "The previous checkpoint is kept.", RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+class ModelCheckpoint(Callback):
+    """Save the model during training, atomically (temp file, fsync, rename).
+
+    Args:
+        filepath: file name, may hold ``str.format`` fields filled with ``epoch``
+            (from 1) and the epoch's logs, e.g. ``"ckpt/epoch{epoch:02d}-{val_loss:.3f}.pt"``.
+        monitor: the logged value that decides "best".
+        mode: "min", "max" or "auto" (max for accuracy-like names).
+        save_best_only: only write when ``monitor`` improves (the file is overwritten
+            unless the name has fields).
+        save_weights_only: True writes a plain state_dict (loadable in bare PyTorch);
+            False writes a full training checkpoint that ``fit(resume_from=...)`` continues.
+        save_freq: "epoch", or an integer number of batches (mid-epoch checkpoints).
+        verbose: 1 prints a line per saved file.
+
+    A non-finite loss or non-finite weights never overwrite a good file. On Ctrl-C or
+    SIGTERM a full training checkpoint is written to ``interrupted.pt`` beside ``filepath``.
+
+    Example:
+        >>> cb = ModelCheckpoint("ckpt/best.pt", monitor="val_loss", save_best_only=True)
+    """
+
+    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", mode: str = "auto",
+                 save_best_only: bool = False, save_weights_only: bool = True,
+                 save_freq: str | int = "epoch", verbose: int = 0) -> None:
+        super().__init__()
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
+        self.filepath = os.fspath(filepath)
+        self.directory = os.path.dirname(os.path.abspath(self.filepath))
+        self.monitor, self.save_best_only = monitor, save_best_only
+        self.mode = resolve_mode(monitor, mode)
+        self.save_weights_only, self.save_freq, self.verbose = save_weights_only, save_freq, verbose
+        self.best: float | None = None
+        self._batches_seen = 0
+
+    def on_train_begin(self, logs=None):
+        if self.save_best_only:
+            check_monitor(self.monitor, self)
+        if is_rank_zero():
+            check_writable(self.directory)
+            cleanup_temp_files(self.directory)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._maybe_save(epoch, logs or {}, mid_epoch=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_seen += 1
+        if self._batches_seen % self.save_freq == 0:
+            self._maybe_save(self.model._kt.state.epoch, {}, mid_epoch=True)
+
+    def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool) -> None:
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None or math.isnan(current):
+                return
+            if self.best is not None and not is_better(current, self.best, self.mode, 0.0):
+                return
+        if not is_rank_zero() or not safe_to_save(self.model):
+            return
+        if self.save_best_only:
+            self.best = logs[self.monitor]
+        path = self._format_path(epoch, logs)
+        self._write(path, mid_epoch)
+
+    def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
+        try:
+            return self.filepath.format(epoch=epoch + 1, **logs)
+        except KeyError as err:
+            raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} uses {err}, which is not logged. "
+                           f"Available: epoch, {', '.join(sorted(logs))}") from None
+
+    def _write(self, path: str, mid_epoch: bool) -> None:
+        if self.save_weights_only:
+            atomic_save(strip_prefixes(unwrap(self.model).state_dict()), path)
+        else:
+            atomic_save(resume.capture(self.model, mid_epoch=mid_epoch), path)
+        if self.verbose:
+            print(f"ModelCheckpoint: saved {path}")
+
+    def save_interrupt_checkpoint(self) -> None:
+        """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint."""
+        if is_rank_zero() and safe_to_save(self.model):
+            atomic_save(resume.capture(self.model, mid_epoch=True), os.path.join(self.directory, INTERRUPT_NAME))
+
+    def resume_candidates(self) -> list[str]:
+        """Files ``fit(resume_from="auto")`` may continue from (full checkpoints only)."""
+        if self.save_weights_only:
+            pattern = os.path.join(self.directory, INTERRUPT_NAME)
+        else:
+            pattern = os.path.join(self.directory, "*")
+        return [p for p in glob.glob(pattern) if os.path.isfile(p) and not os.path.basename(p).startswith(".")]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "batches_seen": self._batches_seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self._batches_seen = state["best"], state["batches_seen"]
