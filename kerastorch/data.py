@@ -36,8 +36,16 @@ def tree_leaves(tree: Any) -> list[Any]:
     return leaves
 
 
-def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True) -> Any:
-    """Move every tensor of a nested batch to ``device`` (asynchronously where possible)."""
+def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True,
+                   channels_last: bool = False) -> Any:
+    """Move every tensor of a nested batch to ``device`` (asynchronously where possible).
+
+    With ``channels_last``, 4-D floating tensors (image batches) also change memory format.
+    """
+    if channels_last:
+        return tree_map(lambda t: t.to(device, non_blocking=non_blocking, memory_format=torch.channels_last)
+                        if isinstance(t, torch.Tensor) and t.dim() == 4 and t.is_floating_point()
+                        else t.to(device, non_blocking=non_blocking) if isinstance(t, torch.Tensor) else t, batch)
     return tree_map(lambda t: t.to(device, non_blocking=non_blocking)
                     if isinstance(t, torch.Tensor) else t, batch)
 
@@ -114,8 +122,27 @@ class TensorBatcher:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
-        self.num_samples = num_samples(arrays, "the data")
+        self.total_samples = num_samples(arrays, "the data")
+        self.num_samples = self.total_samples  # this rank's share once sharded
+        self.rank, self.world = 0, 1
         self.skip_batches = 0  # set by resume to skip batches already trained this epoch
+
+    def shard(self, rank: int, world: int) -> None:
+        """Give this rank every ``world``-th sample of each epoch's order, without padding.
+
+        No sample is repeated, so an 11-sample dataset on 2 ranks counts 11 (6 + 5).
+        All ranks must share the generator's state (fit broadcasts its seed).
+        """
+        self.rank, self.world = rank, world
+        self.num_samples = len(range(rank, self.total_samples, world))
+
+    def to_device(self, device: torch.device) -> None:
+        """Keep the whole data on ``device``: epochs then do no host-to-device copies."""
+        self.arrays = tree_map(lambda t: t.to(device), self.arrays)
+
+    def pin(self) -> None:
+        """Pin host memory so per-batch copies to CUDA are asynchronous."""
+        self.arrays = tree_map(lambda t: t.pin_memory() if t.device.type == "cpu" else t, self.arrays)
 
     def __len__(self) -> int:
         return -(-self.num_samples // self.batch_size)
@@ -124,8 +151,11 @@ class TensorBatcher:
         # The permutation is drawn here, eagerly, not at the first next(): a resumed
         # epoch restores the generator, calls iter(), then restores the later RNG state.
         arrays = self.arrays
-        if self.shuffle:
-            order = torch.randperm(self.num_samples, generator=self.generator)
+        order = torch.randperm(self.total_samples, generator=self.generator) if self.shuffle else None
+        if self.world > 1:
+            base = order if order is not None else torch.arange(self.total_samples)
+            order = base[self.rank::self.world]
+        if order is not None:
             # One gather per epoch, then zero-copy slices: fewer ops than per-batch indexing.
             arrays = tree_map(lambda t: t[order.to(t.device)], arrays)
         start = self.skip_batches * self.batch_size
@@ -147,6 +177,10 @@ class LoaderSource:
         dataset = getattr(loader, "dataset", None)
         self.num_samples = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
 
+    def shard(self, rank: int, world: int, seed: int = 0) -> None:
+        if isinstance(self.loader, DataLoader):
+            self.loader = shard_loader(self.loader, rank, world, seed)
+
     def __len__(self) -> int:
         return len(self.loader)
 
@@ -156,6 +190,44 @@ class LoaderSource:
             next(iterator, None)
         self.skip_batches = 0
         return iterator
+
+
+class ShardSampler(torch.utils.data.Sampler):
+    """Every ``world``-th index of a (shuffled) order, without DistributedSampler's padding.
+
+    ``set_epoch`` reseeds the shuffle so every epoch differs and all ranks agree.
+    """
+
+    def __init__(self, length: int, rank: int, world: int, shuffle: bool, seed: int) -> None:
+        self.length, self.rank, self.world = length, rank, world
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.length, generator=generator)
+        else:
+            order = torch.arange(self.length)
+        return iter(order[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world))
+
+
+def shard_loader(loader: DataLoader, rank: int, world: int, seed: int) -> DataLoader:
+    """The same DataLoader over this rank's shard; a user's own sampler is respected."""
+    sampler = loader.sampler
+    if not isinstance(sampler, (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)) \
+            or loader.batch_sampler is None or type(loader.batch_sampler) is not torch.utils.data.BatchSampler:
+        return loader  # custom (e.g. DistributedSampler): the user decides what each rank sees
+    shard = ShardSampler(len(loader.dataset), rank, world, isinstance(sampler, torch.utils.data.RandomSampler), seed)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=shard, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                      timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                      persistent_workers=loader.persistent_workers)
 
 
 def _tensor_dataset_arrays(dataset: Dataset) -> tuple | None:

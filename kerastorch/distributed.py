@@ -88,3 +88,84 @@ def strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
                     key, changed = key[len(prefix):], True
         cleaned[key] = value
     return cleaned
+
+
+# ---------------------------------------------------------------- torchrun / DDP
+def launched_distributed() -> bool:
+    """True under torchrun with more than one process (or an initialised multi-rank group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size() > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def ensure_process_group(device: torch.device) -> None:
+    """Initialise the default process group from torchrun's environment unless the user did.
+
+    nccl on CUDA, gloo on CPU. Multi-node works the same way: ``torchrun --nnodes=N
+    --node-rank=i --rdzv-endpoint=host:port`` sets the environment this reads.
+    """
+    if torch.distributed.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.parallel.DistributedDataParallel:
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def wrap_data_parallel(model: nn.Module, device_ids: Any) -> nn.Module:
+    """``nn.DataParallel`` over the visible GPUs, or the bare model (with a warning) if fewer than 2."""
+    import warnings
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    ids = list(range(count)) if device_ids is True else list(device_ids)
+    if count < 2 or len(ids) < 2:
+        warnings.warn(f"data_parallel was requested but {count} CUDA device(s) are visible; "
+                      "training on a single device. (DistributedDataParallel under torchrun is "
+                      "the faster multi-GPU path.)", RuntimeWarning, stacklevel=3)
+        return model
+    return nn.DataParallel(model, device_ids=ids)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks in place (no-op when not distributed)."""
+    if launched_distributed():
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True if ``flag`` is true on any rank (used to stop all ranks together)."""
+    if not launched_distributed():
+        return flag
+    value = torch.tensor(int(flag), device=device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_int(value: int, device: torch.device) -> int:
+    """Rank 0's value on every rank (e.g. the shuffling seed, so all ranks permute alike)."""
+    if not launched_distributed():
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    torch.distributed.broadcast(tensor, src=0)
+    return int(tensor.item())
+
+
+def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate a dim-0 variable-length tensor from all ranks (padding handled here)."""
+    if not launched_distributed():
+        return tensor
+    world = torch.distributed.get_world_size()
+    length = torch.tensor([tensor.shape[0]], device=tensor.device)
+    lengths = [torch.zeros_like(length) for _ in range(world)]
+    torch.distributed.all_gather(lengths, length)
+    longest = int(max(int(n) for n in lengths))
+    padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    padded[:tensor.shape[0]] = tensor
+    gathered = [torch.zeros_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(gathered, padded)
+    return torch.cat([g[:int(n)] for g, n in zip(gathered, lengths)])

@@ -19,8 +19,11 @@ from .callbacks.epoch_table import EpochLine, EpochTable
 from .callbacks.history import History
 from .callbacks.progress import ProgressBar, SeedLogger
 from .checkpoint import newest_valid
-from .distributed import is_rank_zero
+from .distributed import broadcast_int, is_rank_zero, launched_distributed, rank, world_size
 from .loops import run_fit, run_predict, run_test
+
+
+DEVICE_DATA_LIMIT = 1 << 30  # data_on_device="auto" keeps data under 1 GiB on the GPU
 
 
 def clip_gradients(model: Any, max_norm: float | None, max_value: float | None) -> None:
@@ -63,11 +66,30 @@ def _check_fit_args(epochs: Any, verbose: Any, initial_epoch: Any, steps_per_epo
 
 
 def _shuffle_generator(runtime: Any) -> torch.Generator:
-    # Seeded from torch's global RNG, so torch.manual_seed(...) makes shuffling reproducible.
+    # Seeded from torch's global RNG, so torch.manual_seed(...) makes shuffling reproducible;
+    # under torchrun rank 0's seed is broadcast so every rank draws the same order.
     if runtime.generator is None:
+        seed = broadcast_int(int(torch.randint(0, 2**62, (1,)).item()), runtime.config.device)
         runtime.generator = torch.Generator()
-        runtime.generator.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        runtime.generator.manual_seed(seed)
     return runtime.generator
+
+
+def _place(source: Any, runtime: Any, seed: int) -> Any:
+    """Shard for this rank under torchrun; keep in-memory data on (or pinned for) the GPU."""
+    if launched_distributed():
+        if isinstance(source, data_module.TensorBatcher):
+            source.shard(rank(), world_size())
+        else:
+            source.shard(rank(), world_size(), seed)
+    device = runtime.config.device
+    if device.type == "cuda" and isinstance(source, data_module.TensorBatcher):
+        nbytes = sum(t.numel() * t.element_size() for t in data_module.tree_leaves(source.arrays))
+        if runtime.data_on_device is True or (runtime.data_on_device == "auto" and nbytes < DEVICE_DATA_LIMIT):
+            source.to_device(device)
+        else:
+            source.pin()
+    return source
 
 
 def _validation_source(validation_data: Any, batch_size: int | None) -> Any:
@@ -106,9 +128,13 @@ def fit(model: Any, *, x: Any, y: Any, batch_size: int | None, epochs: int, verb
             raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
         (x, y, *rest), validation_data = data_module.split_validation(x, y, sample_weight, validation_split)
         sample_weight = rest[0] if rest else None
-    train_source = data_module.adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
-                                     generator=_shuffle_generator(runtime))
+    generator = _shuffle_generator(runtime)
+    seed = int(generator.initial_seed())
+    train_source = _place(data_module.adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
+                                            generator=generator), runtime, seed)
     val_source = _validation_source(validation_data, batch_size)
+    if val_source is not None:
+        _place(val_source, runtime, seed)
     user_callbacks = as_callback_list(callbacks)
     hooks = CallbackList([History(), *user_callbacks, *_printers(verbose, seed_form, log_step_freq)], model=model,
                          params={"epochs": epochs, "steps": steps_per_epoch or len(train_source),
@@ -152,7 +178,7 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None, verbose: Any, c
     runtime = model._kt
     checks.require_compiled(runtime.config, "evaluate")
     checks.require_verbose(verbose)
-    source = data_module.adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False)
+    source = _place(data_module.adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False), runtime, 0)
     printers = [ProgressBar()] if verbose == 1 and is_rank_zero() else []
     hooks = CallbackList([*as_callback_list(callbacks), *printers], model=model,
                          params={"steps": len(source), "verbose": verbose})

@@ -7,12 +7,14 @@ back to the host; epoch logs are read once, at the epoch's end.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterable
 
 import torch
 
 from .callbacks.base import CallbackList
 from .data import batch_size_of, move_to_device, tree_map
+from .distributed import all_reduce_sum, any_rank, broadcast_int, launched_distributed
 from .state import TrainState
 
 
@@ -58,13 +60,28 @@ class LogAccumulator:
     def count(self) -> int:
         return sum(self.sizes)
 
-    def means(self) -> dict[str, torch.Tensor]:
-        means = {}
+    def totals(self) -> dict[str, torch.Tensor]:
+        """Sample-weighted sums per key (device tensors)."""
+        totals = {}
+        k = len(self.sizes)
         for key, buffer in self.buffers.items():
-            k = len(self.sizes)
             weights = torch.tensor(self.sizes, dtype=buffer.dtype).to(buffer.device, non_blocking=True)
-            means[key] = (buffer[:k] * weights).sum() / weights.sum()
-        return means
+            totals[key] = (buffer[:k] * weights).sum()
+        return totals
+
+    def means(self) -> dict[str, torch.Tensor]:
+        count = self.count
+        return {key: total / count for key, total in self.totals().items()}
+
+    def global_means(self) -> dict[str, torch.Tensor]:
+        """Means over all ranks: sums and counts are all-reduced together, exactly."""
+        if not launched_distributed() or not self.buffers:
+            return self.means()
+        totals = self.totals()
+        packed = torch.stack([*totals.values(), torch.tensor(float(self.count), dtype=torch.float64,
+                                                             device=next(iter(totals.values())).device)])
+        all_reduce_sum(packed)
+        return {key: packed[i] / packed[-1] for i, key in enumerate(totals)}
 
     def first_nonfinite(self, key: str = "loss") -> int | None:
         """Index of the first step whose ``key`` is NaN/inf (one host sync), else None."""
@@ -101,8 +118,10 @@ def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def epoch_logs(model: Any, accumulator: LogAccumulator, prefix: str = "") -> dict[str, float]:
     """Means of the step logs plus metric results, read once."""
-    values = accumulator.means()
+    values = accumulator.global_means()
     for name, metric in model.compiled_metrics.items():
+        if launched_distributed():
+            metric.sync()
         values[name] = metric.result()
     ordered = {"loss": values.pop("loss")} if "loss" in values else {}
     ordered.update(values)
@@ -122,16 +141,20 @@ def run_train_epoch(model: Any, source: Any, hooks: CallbackList, state: TrainSt
     device = runtime.config.device
     batch_begin, batch_end = hooks.on_train_batch_begin, hooks.on_train_batch_end
     plan_accumulation = runtime.config.grad_accum_steps > 1
+    channels_last = runtime.channels_last
     first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
     iterator = runtime.start_epoch_iterator(source)
     for index, batch in enumerate(iterator, start=first):
         state.batch = index
         for hook in batch_begin:
             hook(index, None)
+        batch = move_to_device(batch, device, channels_last=channels_last)
         if plan_accumulation:
             runtime.plan_micro_step(index, steps)
-        batch = move_to_device(batch, device)
-        logs = model.train_step(batch)
+            with runtime.sync_context():
+                logs = model.train_step(batch)
+        else:
+            logs = model.train_step(batch)
         accumulator.add(index, logs, batch_size_of(batch))
         state.global_step += 1
         for hook in batch_end:
@@ -215,12 +238,16 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
     steps = min(steps_per_epoch or len(train_source), len(train_source))
     hooks.call("on_train_begin", None)
     start_epoch = runtime.apply_resume(initial_epoch, train_source)
+    # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
+    uneven = runtime.ddp is not None and any_rank(steps != broadcast_int(steps, runtime.config.device),
+                                                  runtime.config.device)
     for epoch in range(start_epoch, epochs):
         state.epoch = epoch
         model.train()
         runtime.prepare_epoch(epoch, train_source)
         hooks.call("on_epoch_begin", epoch, None)
-        accumulator = run_train_epoch(model, train_source, hooks, state, steps)
+        with runtime.ddp.join() if uneven else contextlib.nullcontext():
+            accumulator = run_train_epoch(model, train_source, hooks, state, steps)
         if runtime.pending_signal is not None:
             runtime.handle_signal(hooks)  # saves a mid-epoch checkpoint, then raises
         bad_step = accumulator.first_nonfinite()
@@ -235,6 +262,8 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
         state.logs = logs
         runtime.finish_epoch(epoch)
         hooks.call("on_epoch_end", epoch, logs)
+        if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
+            model.stop_training = any_rank(model.stop_training, runtime.config.device)
         if model.stop_training:
             break
     hooks.call("on_train_end", state.logs)

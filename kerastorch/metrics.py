@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from .distributed import all_gather_cat, all_reduce_sum
 from .validation import check_target_shape, describe
 
 
@@ -81,6 +82,11 @@ class Metric:
     def to(self, device: torch.device) -> "Metric":
         self._states = {k: v.to(device) for k, v in self._states.items()}
         return self
+
+    def sync(self) -> None:
+        """Sum the states over ranks (every built-in state is a sum), before result()."""
+        for state in self._states.values():
+            all_reduce_sum(state)
 
     def state_dict(self) -> dict[str, Any]:
         """Accumulated state (for mid-epoch checkpoints), as CPU tensors."""
@@ -205,6 +211,10 @@ class Accuracy(Metric):
     def reset(self):
         if self._impl is not None:
             self._impl.reset()
+
+    def sync(self):
+        if self._impl is not None:
+            self._impl.sync()
 
     def state_dict(self):
         return {} if self._impl is None else {"kind": type(self._impl).__name__, "state": self._impl.state_dict()}
@@ -351,6 +361,11 @@ class AUC(Metric):
     def reset(self):
         self._scores, self._labels = [], []
 
+    def sync(self):
+        if self._scores:
+            self._scores = [all_gather_cat(torch.cat(self._scores))]
+            self._labels = [all_gather_cat(torch.cat(self._labels))]
+
     def state_dict(self):
         if not self._scores:
             return {}
@@ -403,6 +418,9 @@ class TorchmetricsAdapter(Metric):
     def to(self, device):
         self.metric.to(device)
         return self
+
+    def sync(self):
+        pass  # torchmetrics synchronises itself inside compute()
 
     def state_dict(self):
         # torchmetrics states are lists or tensors; their own API has no portable form.

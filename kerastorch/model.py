@@ -109,7 +109,9 @@ class Model(nn.Module):
                 device: str | torch.device = "auto", precision: str | None = None, amp: bool = False,
                 lr_scheduler: Any = None, scheduler_interval: str = "epoch",
                 grad_accum_steps: int = 1, grad_clip_norm: float | None = None,
-                grad_clip_value: float | None = None,
+                grad_clip_value: float | None = None, data_parallel: bool | Sequence[int] = False,
+                jit_compile: bool | dict[str, Any] = False, channels_last: bool = False,
+                data_on_device: bool | str = "auto",
                 loss_func: Any = None, metrics_dict: dict | None = None, **extra: Any) -> None:
         """Configure training. Calling again replaces the whole configuration.
 
@@ -133,7 +135,15 @@ class Model(nn.Module):
             lr_scheduler: a ``torch.optim.lr_scheduler`` object, stepped each
                 ``scheduler_interval`` ("epoch" or "step").
             grad_accum_steps: batches per optimizer step.
-            grad_clip_norm / grad_clip_value: gradient clipping before each step.
+            grad_clip_norm / grad_clip_value: gradient clipping before each step
+                (after unscaling under fp16).
+            data_parallel: True or a list of GPU ids for ``nn.DataParallel`` (a warning
+                and no wrap with fewer than 2 GPUs). Under ``torchrun``, fit uses
+                DistributedDataParallel instead, which is the faster path.
+            jit_compile: True, or a dict of ``torch.compile`` keyword arguments.
+            channels_last: convert the model and 4-D inputs to channels_last (conv nets on GPU).
+            data_on_device: keep in-memory training data on the GPU ("auto": when it
+                takes under 1 GiB), so epochs copy nothing from the host.
             loss_func / metrics_dict: the torchkeras names for ``loss`` / ``metrics``.
 
         Example:
@@ -146,7 +156,7 @@ class Model(nn.Module):
             raise ValueError(f"`scheduler_interval` must be 'epoch' or 'step'. Received: {scheduler_interval!r}")
         if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
             raise ValueError(f"`grad_accum_steps` must be a positive integer. Received: {grad_accum_steps!r}")
-        self.to(resolved_device)
+        self.to(resolved_device, memory_format=torch.channels_last) if channels_last else self.to(resolved_device)
         loss_computer = config_module.build_loss(loss, loss_weights, class_weight)
         if loss_computer is not None:
             loss_computer.to(resolved_device)
@@ -162,12 +172,13 @@ class Model(nn.Module):
             lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
             grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm,
             grad_clip_value=grad_clip_value, extra=extra)
-        self._kt.forward_fn = self
+        self._kt.configure_execution(self, data_parallel, jit_compile, channels_last, data_on_device)
 
     # ----------------------------------------------------------------- steps
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
-        forward = self._kt.forward_fn or self
+        runtime = self._kt
+        forward = (runtime.forward_fn if self.training else runtime.eval_forward_fn) or self
         if isinstance(x, (tuple, list)):
             return forward(*x)
         if isinstance(x, dict):

@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 
 def versions() -> dict[str, str]:
     from . import __version__
-    return {"kerastorch": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    return {"kerastorch": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def callback_key(callback: Any, index: int) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from . import distributed
 from . import resume as resume_module
 from .callbacks.base import CallbackList
 from .checkpoint import capture_rng_state, restore_rng_state, safe_load
@@ -34,7 +35,11 @@ class Runtime:
         self.history_rows: list[dict[str, Any]] = []
         self.state = TrainState()
         self.accumulator: LogAccumulator | None = None
-        self.forward_fn: Callable[..., Any] | None = None  # the module or its DP/DDP/compiled wrapper
+        self.forward_fn: Callable[..., Any] | None = None       # training forward: module or DP/DDP/compiled wrapper
+        self.eval_forward_fn: Callable[..., Any] | None = None  # evaluation forward: never DDP
+        self.ddp: Any = None
+        self.channels_last = False
+        self.data_on_device: bool | str = "auto"
         self.generator: torch.Generator | None = None      # shuffling order, saved in checkpoints
         self.accum_divisor = 1
         self.update_now = True
@@ -44,6 +49,37 @@ class Runtime:
         self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
         self._mid_epoch: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ execution
+    def configure_execution(self, model: Any, data_parallel: Any, jit_compile: Any,
+                            channels_last: bool, data_on_device: Any) -> None:
+        """Build the forward callables: DDP under torchrun, else DataParallel if asked; torch.compile on top."""
+        device = self.config.device
+        train_fn = eval_fn = model
+        self.ddp = None
+        if distributed.launched_distributed():
+            distributed.ensure_process_group(device)
+            train_fn = self.ddp = distributed.wrap_ddp(model, device)
+        elif data_parallel:
+            train_fn = eval_fn = distributed.wrap_data_parallel(model, data_parallel)
+        if jit_compile:
+            options = jit_compile if isinstance(jit_compile, dict) else {}
+            if not isinstance(jit_compile, (bool, dict)):
+                raise TypeError(f"`jit_compile` must be a bool or a dict of torch.compile options. "
+                                f"Received: jit_compile={jit_compile!r}")
+            compiled_eval = torch.compile(eval_fn, **options)
+            train_fn = compiled_eval if train_fn is eval_fn else torch.compile(train_fn, **options)
+            eval_fn = compiled_eval
+        if data_on_device not in (True, False, "auto"):
+            raise ValueError(f"`data_on_device` must be True, False or 'auto'. Received: {data_on_device!r}")
+        self.forward_fn, self.eval_forward_fn = train_fn, eval_fn
+        self.channels_last, self.data_on_device = channels_last, data_on_device
+
+    def sync_context(self) -> contextlib.AbstractContextManager:
+        """DDP's no_sync on accumulation micro-steps that do not update, else nothing."""
+        if self.ddp is not None and not self.update_now:
+            return self.ddp.no_sync()
+        return contextlib.nullcontext()
 
     # ------------------------------------------------------------ accumulation
     def plan_micro_step(self, index: int, steps: int) -> None:

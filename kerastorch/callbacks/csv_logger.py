@@ -1,0 +1,78 @@
+"""CSVLogger: one CSV row per epoch, written and flushed as the epoch ends."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any, TextIO
+
+from ..distributed import is_rank_zero
+from .base import Callback
+from .history import _ordered as history_order
+
+MISSING = "NA"
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs to a CSV file.
+
+    Columns are ``epoch`` (counted from 1, as in the history frame) and then the
+    epoch-log keys in the history's order (training values, ``val_*``, ``lr``),
+    fixed by the first row. Values are written with ``str(value)``, which for a
+    Python float is the shortest text that reads back to the same float
+    (``pandas.read_csv(..., float_precision="round_trip")`` reads them exactly).
+    A key missing from a later epoch is written as ``NA``. Each row is flushed
+    as it is written. Only rank 0 writes under ``torchrun``.
+
+    Args:
+        filename: the CSV file.
+        separator: the field separator.
+        append: True appends to an existing file, keeping its header (and its
+            columns; a logged key the header lacks is a ValueError); use it when
+            resuming a run. False overwrites the file.
+
+    Example:
+        >>> cb = CSVLogger("training.csv")
+    """
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = append
+        self.keys: list[str] | None = None
+        self._file: TextIO | None = None
+        self._writer: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.on_train_end()  # a previous fit that raised may have left the file open
+        if not is_rank_zero():
+            return
+        self.keys = None
+        if self.append and os.path.isfile(self.filename) and os.path.getsize(self.filename) > 0:
+            with open(self.filename, newline="") as existing:
+                header = next(csv.reader(existing, delimiter=self.sep), None)
+            if header and header[0] == "epoch":
+                self.keys = header[1:]
+            self._file = open(self.filename, "a", newline="")
+        else:
+            self._file = open(self.filename, "w", newline="")
+        self._writer = csv.writer(self._file, delimiter=self.sep, lineterminator="\n")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._file is None:
+            return
+        ordered = history_order(logs or {})
+        if self.keys is None:
+            self.keys = list(ordered)
+            self._writer.writerow(["epoch", *self.keys])
+        unknown = [key for key in ordered if key not in self.keys]
+        if unknown:
+            raise ValueError(f"CSVLogger: {self.filename!r} has the columns {['epoch', *self.keys]}, which lack "
+                             f"the logged {unknown}. Write to a new file or use append=False.")
+        self._writer.writerow([epoch + 1, *(f"{ordered[key]}" if key in ordered else MISSING for key in self.keys)])
+        self._file.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._writer = None

@@ -1,0 +1,130 @@
+"""Shared logic of callbacks that watch one logged value (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint).
+
+* :func:`resolve_mode` turns ``mode="auto"`` into "min" or "max";
+* :func:`is_better` is the one "is this an improvement" comparison;
+* :func:`check_monitor` rejects, in ``on_train_begin`` (before any optimizer
+  step), a monitored name that ``fit`` will never log;
+* :func:`require_logged` is the same check at epoch end, for names that could
+  not be decided before training (custom ``train_step``, losses returning dicts).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Substrings that make ``mode="auto"`` pick "max".
+MAX_HINTS = ("acc", "auc", "precision", "recall", "f1")
+
+_MODES = ("auto", "min", "max")
+
+
+def resolve_mode(monitor: str, mode: str) -> str:
+    """Return "min" or "max" for ``monitor``.
+
+    "auto" picks "max" when the name contains acc/auc/precision/recall/f1, else "min".
+
+    Example:
+        >>> resolve_mode("val_accuracy", "auto"), resolve_mode("val_loss", "auto")
+        ('max', 'min')
+    """
+    if not isinstance(monitor, str) or not monitor:
+        raise ValueError(f"`monitor` must be a non-empty string. Received: monitor={monitor!r}")
+    if mode not in _MODES:
+        raise ValueError(f"`mode` must be one of 'auto', 'min', 'max'. Received: mode={mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.lower()
+    return "max" if any(hint in name for hint in MAX_HINTS) else "min"
+
+
+def is_better(current: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """True when ``current`` beats ``best`` by more than ``min_delta`` (strictly).
+
+    ``best=None`` (nothing seen yet) is beaten by any value but NaN; a NaN
+    ``current`` never improves. The sign of ``min_delta`` is ignored.
+
+    Example:
+        >>> is_better(0.5, 1.0, "min", 0.4), is_better(0.5, 1.0, "min", 0.5)
+        (True, False)
+    """
+    if current is None or math.isnan(current):
+        return False
+    if best is None:
+        return True
+    delta = abs(min_delta)
+    if mode == "min":
+        return current < best - delta
+    if mode == "max":
+        return current > best + delta
+    raise ValueError(f"`mode` must be 'min' or 'max'. Received: mode={mode!r}")
+
+
+def _open_key_set(model: Any) -> bool:
+    """True when the model may log keys not known before training.
+
+    That is when it overrides the step or loss methods, or when a compiled loss is
+    user code (which may return a dict of extra components).
+    """
+    from ..model import Model
+    cls = type(model)
+    if any(getattr(cls, name, None) is not getattr(Model, name)
+           for name in ("train_step", "test_step", "compute_loss")):
+        return True
+    config = model._kt.config
+    loss = getattr(config, "loss", None)
+    if loss is None:
+        return False
+    for single in loss.losses.values():
+        fn = single.fn
+        module = type(fn).__module__ if hasattr(type(fn), "forward") else getattr(fn, "__module__", "")
+        if not (module or "").startswith(("torch.", "kerastorch.")):
+            return True
+    return False
+
+
+def known_keys(model: Any, has_validation: bool) -> list[str]:
+    """The epoch-log keys a default ``fit`` of ``model`` will produce, in history order."""
+    config = model._kt.config
+    train = ["loss"]
+    loss = getattr(config, "loss", None)
+    if loss is not None and loss.structure is not None:
+        train += [f"{key if loss.structure == 'dict' else f'output_{key}'}_loss" for key in loss.losses]
+    train += list(model.compiled_metrics)
+    val = [f"val_{key}" for key in train] if has_validation else []
+    extra = ["reg_loss"] if getattr(config, "penalty", None) is not None else []
+    return train + extra + val + ["lr"]
+
+
+def check_monitor(monitor: str, callback: Any) -> None:
+    """Raise ValueError if ``fit`` will never log ``monitor`` (call from ``on_train_begin``).
+
+    Args:
+        monitor: the logged name, e.g. "val_loss".
+        callback: the calling callback (its ``model`` and ``params`` are read;
+            its class name goes into the message). Without a model it checks nothing.
+    """
+    model = getattr(callback, "model", None)
+    if model is None or getattr(model, "_kt", None) is None or model._kt.config is None:
+        return
+    params = getattr(callback, "params", None) or {}
+    has_validation = params.get("has_validation")
+    name = type(callback).__name__
+    available = known_keys(model, bool(has_validation))
+    if monitor.startswith("val_") and has_validation is False:
+        raise ValueError(
+            f"{name} monitors {monitor!r}, but fit has no validation data, so no val_* value is "
+            f"logged. Pass validation_data= or validation_split=, or monitor one of: {', '.join(available)}.")
+    if monitor in available or _open_key_set(model):
+        return
+    if has_validation is None and monitor.startswith("val_") and monitor[4:] in available:
+        return  # params do not say whether there is validation data
+    raise ValueError(f"{name} monitors {monitor!r}, which fit will not log. "
+                     f"Available: {', '.join(available)}.")
+
+
+def require_logged(monitor: str, logs: dict[str, Any], callback: Any) -> float:
+    """``logs[monitor]`` as a float, or ValueError listing the logged keys (call at epoch end)."""
+    if monitor not in logs:
+        raise ValueError(f"{type(callback).__name__} monitors {monitor!r}, which is not in the epoch logs. "
+                         f"Available: {', '.join(logs)}.")
+    return float(logs[monitor])

@@ -1,0 +1,48 @@
+"""Fit under torchrun (or plainly): the same script for 1 process, 2 processes or 2 nodes.
+
+Usage: python ddp_script.py OUT_DIR   (or torchrun ... ddp_script.py OUT_DIR)
+Writes OUT_DIR/rank<r>.pt with the final weights, fit history and evaluate logs.
+"""
+import os
+import sys
+
+import torch
+from torch import nn
+
+import kerastorch as kt
+from kerastorch.metrics import Metric
+
+
+class SampleCount(Metric):
+    """Counts the samples it sees: 11 over all ranks for an 11-sample dataset."""
+
+    def update(self, y_pred, y_true, sample_weight=None):
+        self._state("n", y_pred).add_(y_pred.shape[0])
+
+    def result(self):
+        return self._states["n"]
+
+
+def data(n):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(n, 3, generator=g)
+    return x, (x.sum(1, keepdim=True) > 0).float()
+
+
+def main(out_dir):
+    torch.manual_seed(0)
+    model = kt.Model.wrap(nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)))
+    model.compile("sgd", "bce_with_logits", {"acc": "accuracy", "auc": "auc", "n": SampleCount()},
+                  optimizer_kwargs={"lr": 0.1}, device="cpu")
+    x, y = data(40)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, validation_data=data(11),
+                        callbacks=[kt.callbacks.ModelCheckpoint(os.path.join(out_dir, "last.pt"))])
+    small_x, small_y = data(11)
+    logs = model.evaluate(small_x, small_y, batch_size=5)
+    rank = int(os.environ.get("RANK", "0"))
+    torch.save({"weights": model.state_dict(), "history": history.to_dict("list"), "evaluate": logs},
+               os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,95 @@
+"""DDP under torchrun on CPU (gloo): 2 processes, and 2 nodes of 1 process on loopback.
+
+The same script also runs as a single process; ranks end with equal weights,
+evaluate() over all ranks equals a single-process evaluate to 1e-5, samples
+are counted once (11, not 12, for 11 samples on 2 ranks), and only rank 0
+writes the checkpoint.
+"""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).with_name("ddp_script.py")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(cmd, env_extra=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc):
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+
+
+def load(path):
+    return torch.load(path, weights_only=False)
+
+
+def single_process_evaluate(weights):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import ddp_script
+    from torch import nn
+
+    import kerastorch as kt
+    model = kt.Model.wrap(nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)))
+    model.load_state_dict(weights)
+    model.compile("sgd", "bce_with_logits", {"acc": "accuracy", "auc": "auc", "n": ddp_script.SampleCount()},
+                  device="cpu")
+    return model.evaluate(*ddp_script.data(11), batch_size=5)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    finish(run([*TORCHRUN, "--nproc_per_node=2", f"--master-port={free_port()}", str(SCRIPT), str(out)]))
+    return out
+
+
+def test_two_processes_agree_and_match_single_process(two_process_run):
+    out = two_process_run
+    rank0, rank1 = load(out / "rank0.pt"), load(out / "rank1.pt")
+    assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
+    assert rank0["evaluate"] == rank1["evaluate"] and rank0["history"] == rank1["history"]
+    expected = single_process_evaluate(rank0["weights"])
+    for key, value in expected.items():
+        assert rank0["evaluate"][key] == pytest.approx(value, abs=1e-5)
+    assert rank0["evaluate"]["n"] == 11.0 and rank0["history"]["val_n"] == [11.0, 11.0, 11.0]
+    assert rank0["history"]["n"] == [40.0, 40.0, 40.0]
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "rank0.pt", "rank1.pt"]  # rank 0 wrote one file
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert all(torch.equal(saved[k], rank0["weights"][k]) for k in saved)
+
+
+def test_two_nodes_on_loopback_give_the_same_result(two_process_run, tmp_path):
+    port = free_port()
+    common = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+              "--rdzv-id=kerastorch-test"]
+    nodes = [run([*TORCHRUN, *common, f"--node-rank={i}", str(SCRIPT), str(tmp_path)]) for i in range(2)]
+    for node in nodes:
+        finish(node)
+    reference = load(two_process_run / "rank0.pt")
+    for rank in range(2):
+        result = load(tmp_path / f"rank{rank}.pt")
+        assert all(torch.allclose(result["weights"][k], reference["weights"][k], atol=1e-6) for k in result["weights"])
+        assert result["evaluate"] == pytest.approx(reference["evaluate"], abs=1e-6)
+
+
+def test_same_script_runs_as_one_process(tmp_path):
+    finish(run([sys.executable, str(SCRIPT), str(tmp_path)]))
+    result = load(tmp_path / "rank0.pt")
+    assert result["evaluate"]["n"] == 11.0 and result["history"]["n"] == [40.0] * 3
