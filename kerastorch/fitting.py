@@ -137,11 +137,11 @@ def fit(model: Any, *, x: Any, y: Any, batch_size: int | None, epochs: int, verb
         _place(val_source, runtime, seed)
     user_callbacks = as_callback_list(callbacks)
     hooks = CallbackList([History(), *user_callbacks, *_printers(verbose, seed_form, log_step_freq)], model=model,
-                         params={"epochs": epochs, "steps": steps_per_epoch or len(train_source),
+                         params={"epochs": epochs, "steps": min(steps_per_epoch or len(train_source), len(train_source)),
                                  "verbose": verbose, "has_validation": val_source is not None})
     rows_before = len(runtime.history_rows)
     runtime.hooks, runtime.state.epochs = hooks, epochs
-    model.stop_training, runtime.nonfinite = False, False
+    model.stop_training, runtime.nonfinite, runtime.state.logs, runtime.deferred = False, False, {}, []
     _request_resume(runtime, resume_from, user_callbacks, trust_checkpoint)
     was_training = model.training
     try:

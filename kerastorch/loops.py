@@ -159,6 +159,8 @@ def run_train_epoch(model: Any, source: Any, hooks: CallbackList, state: TrainSt
         state.global_step += 1
         for hook in batch_end:
             hook(index, logs)
+        if runtime.deferred:
+            runtime.run_deferred()
         if model.stop_training or index + 1 >= steps or runtime.pending_signal is not None:
             break
     return accumulator
@@ -251,6 +253,8 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
         if runtime.pending_signal is not None:
             runtime.handle_signal(hooks)  # saves a mid-epoch checkpoint, then raises
         bad_step = accumulator.first_nonfinite()
+        if launched_distributed() and any_rank(bad_step is not None, runtime.config.device):
+            bad_step = -1 if bad_step is None else bad_step  # another rank went non-finite: stop together
         if bad_step is not None:
             runtime.stop_for_nonfinite(epoch, bad_step, epoch_logs(model, accumulator))
             break
@@ -262,6 +266,7 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
         state.logs = logs
         runtime.finish_epoch(epoch)
         hooks.call("on_epoch_end", epoch, logs)
+        runtime.run_deferred()
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
             model.stop_training = any_rank(model.stop_training, runtime.config.device)
         if model.stop_training:

@@ -20,6 +20,7 @@ import torch
 from . import distributed
 from . import resume as resume_module
 from .callbacks.base import CallbackList
+from .callbacks.history import order_logs
 from .checkpoint import capture_rng_state, restore_rng_state, safe_load
 from .config import CompileConfig
 from .loops import LogAccumulator
@@ -48,7 +49,17 @@ class Runtime:
         self.epoch_start_rng: dict[str, Any] | None = None
         self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
+        self.deferred: list[Callable[[], None]] = []
         self._mid_epoch: dict[str, Any] | None = None
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the current hook has been called on every callback (checkpoint writes)."""
+        self.deferred.append(action)
+
+    def run_deferred(self) -> None:
+        actions, self.deferred = self.deferred, []
+        for action in actions:
+            action()
 
     # ------------------------------------------------------------ execution
     def configure_execution(self, model: Any, data_parallel: Any, jit_compile: Any,
@@ -174,7 +185,8 @@ class Runtime:
     def stop_for_nonfinite(self, epoch: int, step: int, logs: dict[str, float]) -> None:
         """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
         self.nonfinite = True
-        self.history_rows.append({"epoch": epoch + 1, **logs})
+        lr = float(self.config.optimizer.param_groups[0]["lr"])
+        self.history_rows.append({"epoch": epoch + 1, **order_logs({**logs, "lr": lr})})
         self.hooks.model.stop_training = True
         warnings.warn(f"Non-finite training loss at epoch {epoch + 1}, batch {step} (epochs count "
                       "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "

@@ -51,14 +51,14 @@ class BackupAndRestore(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
-            self._save(mid_epoch=False)
+            self.model._kt.defer(lambda: self._save(mid_epoch=False))
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
             return
         self._batches_seen += 1
         if self._batches_seen % self.save_freq == 0:
-            self._save(mid_epoch=True)
+            self.model._kt.defer(lambda: self._save(mid_epoch=True))
 
     def _save(self, mid_epoch: bool) -> None:
         if is_rank_zero() and safe_to_save(self.model):

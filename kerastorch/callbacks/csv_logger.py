@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from ..distributed import is_rank_zero
 from .base import Callback
-from .history import _ordered as history_order
+from .history import order_logs as history_order
 
 MISSING = "NA"
 
@@ -19,7 +19,8 @@ class CSVLogger(Callback):
     epoch-log keys in the history's order (training values, ``val_*``, ``lr``),
     fixed by the first row. Values are written with ``str(value)``, which for a
     Python float is the shortest text that reads back to the same float
-    (``pandas.read_csv(..., float_precision="round_trip")`` reads them exactly).
+    (``pandas.read_csv`` reads them back exactly with pandas >= 3, or with
+    ``float_precision="round_trip"`` before).
     A key missing from a later epoch is written as ``NA``. Each row is flushed
     as it is written. Only rank 0 writes under ``torchrun``.
 

@@ -17,11 +17,11 @@ class History(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1}
-        row.update(_ordered(logs or {}))
+        row.update(order_logs(logs or {}))
         self.model._kt.history_rows.append(row)
 
 
-def _ordered(logs: dict[str, Any]) -> dict[str, Any]:
+def order_logs(logs: dict[str, Any]) -> dict[str, Any]:
     """Training values first, then val_*, then lr: the column order users read."""
     train = {k: v for k, v in logs.items() if not k.startswith("val_") and k != "lr"}
     val = {k: v for k, v in logs.items() if k.startswith("val_")}

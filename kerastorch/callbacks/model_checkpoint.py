@@ -105,7 +105,9 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             self.best = logs[self.monitor]
         path = self._format_path(epoch, logs)
-        self._write(path, mid_epoch)
+        # Written after every callback's hook for this epoch/batch, so the saved
+        # callback states (EarlyStopping counters, ...) are this epoch's.
+        self.model._kt.defer(lambda: self._write(path, mid_epoch))
 
     def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
         try:

@@ -18,8 +18,10 @@ class ReduceLROnPlateau(Callback):
     cooldown, the wait grows, and when it reaches ``patience`` every optimizer
     param group whose lr is above ``min_lr`` gets ``max(lr * factor, min_lr)``,
     the wait restarts and ``cooldown`` epochs follow during which no epoch
-    counts towards the wait. The new lr applies from the next epoch, so the
-    history's ``lr`` column shows it one row later.
+    counts towards the wait (``cooldown=1``: the epoch after a reduction is
+    ignored, as in ``torch.optim.lr_scheduler.ReduceLROnPlateau``; Keras's
+    counter makes ``cooldown=1`` a no-op). The new lr applies from the next
+    epoch, so the history's ``lr`` column shows it one row later.
 
     Args:
         monitor: the epoch-log key to watch (a name fit will never log is a
@@ -78,18 +80,16 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         current = require_logged(self.monitor, logs or {}, self)
-        if self.in_cooldown():
+        cooling = self.in_cooldown()
+        if cooling:
             self.cooldown_counter -= 1
             self.wait = 0
         if is_better(current, self.best, self.mode, self.min_delta):
             self.best = current
             self.wait = 0
-            return
-        if self.in_cooldown():
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            if self._reduce(epoch):
+        elif not cooling:
+            self.wait += 1
+            if self.wait >= self.patience and self._reduce(epoch):
                 self.cooldown_counter = self.cooldown
                 self.wait = 0
 

@@ -45,6 +45,13 @@ class TensorBoard(Callback):
         >>> cb = TensorBoard(log_dir="logs/run1")  # doctest: +SKIP
     """
 
+    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> "TensorBoard":
+        # Only an instance that writes batch values has a batch hook, so the
+        # default adds nothing to the training batch loop.
+        if cls is TensorBoard and update_freq != "epoch":
+            cls = _BatchTensorBoard
+        return super().__new__(cls)
+
     def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> None:
         super().__init__()
         if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
@@ -66,17 +73,6 @@ class TensorBoard(Callback):
         if is_rank_zero():
             self._writer("train")
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.update_freq == "epoch" or not self._writers or not logs:
-            return
-        step = self.model._kt.state.global_step
-        if step % self.update_freq:
-            return
-        from ..loops import read_scalars
-        writer = self._writer("train")
-        for key, value in read_scalars(logs).items():
-            writer.add_scalar(f"batch_{key}", value, step)
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self._writers:
             return
@@ -94,3 +90,18 @@ class TensorBoard(Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class _BatchTensorBoard(TensorBoard):
+    """TensorBoard with an integer ``update_freq``: also writes batch values."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if not self._writers or not logs:
+            return
+        step = self.model._kt.state.global_step
+        if step % self.update_freq:
+            return
+        from ..loops import read_scalars
+        writer = self._writer("train")
+        for key, value in read_scalars(logs).items():
+            writer.add_scalar(f"batch_{key}", value, step)

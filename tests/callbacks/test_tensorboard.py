@@ -1,0 +1,92 @@
+"""TensorBoard: event files hold the epoch logs exactly (as float32); a clear error without the package."""
+import struct
+import sys
+
+import pytest
+import torch
+
+from kerastorch.callbacks import TensorBoard
+from support import TinyNet
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+
+def _f32(value):
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _scalars(directory):
+    acc = event_accumulator.EventAccumulator(str(directory))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _fit(log_dir, epochs=2, **kwargs):
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", ["mae"], device="cpu")
+    x, y = torch.randn(10, 2), torch.randn(10, 1)
+    history = model.fit(x, y, batch_size=4, epochs=epochs, validation_data=(x, y), verbose=0,
+                        callbacks=[TensorBoard(log_dir, **kwargs)])
+    return model, history
+
+
+def test_epoch_scalars_are_exact(tmp_path):
+    _, history = _fit(tmp_path)
+    steps = list(history["epoch"])
+    assert steps == [1, 2]
+    train, val = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
+    assert sorted(train) == ["epoch_loss", "epoch_lr", "epoch_mae"]
+    assert sorted(val) == ["epoch_loss", "epoch_mae"]
+    for key in ("loss", "mae", "lr"):
+        assert train[f"epoch_{key}"] == [(s, _f32(v)) for s, v in zip(steps, history[key])]
+    for key in ("loss", "mae"):
+        assert val[f"epoch_{key}"] == [(s, _f32(v)) for s, v in zip(steps, history[f"val_{key}"])]
+
+
+def test_batch_scalars_with_update_freq(tmp_path):
+    seen = []
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+
+    from kerastorch.callbacks import LambdaCallback
+    record = LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(float(logs["loss"])))
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[record, TensorBoard(tmp_path, update_freq=2)])
+    train = _scalars(tmp_path / "train")
+    assert train["batch_loss"] == [(2, _f32(seen[1])), (4, _f32(seen[3])), (6, _f32(seen[5]))]
+    assert [s for s, _ in train["epoch_loss"]] == [1, 2]
+
+
+def test_writers_are_closed_after_fit(tmp_path):
+    cb = TensorBoard(tmp_path)
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(torch.randn(4, 2), torch.randn(4, 1), epochs=1, verbose=0, callbacks=[cb])
+    assert cb._writers == {}
+    assert not (tmp_path / "validation").exists()  # no validation data, no validation folder
+
+
+def test_missing_package_is_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(ImportError, match=r"TensorBoard callback needs the `tensorboard` package: "
+                                          r"pip install kerastorch\[tensorboard\]"):
+        TensorBoard("logs")
+
+
+def test_update_freq_check():
+    with pytest.raises(ValueError, match="`update_freq` must be 'epoch' or a positive integer"):
+        TensorBoard("logs", update_freq="batch")
+
+
+def test_only_batch_logging_adds_a_batch_hook(tmp_path):
+    import pickle
+    from kerastorch.callbacks.base import CallbackList
+    assert CallbackList([TensorBoard(tmp_path)]).on_train_batch_end == ()
+    batched = TensorBoard(tmp_path, update_freq=5)
+    assert isinstance(batched, TensorBoard) and len(CallbackList([batched]).on_train_batch_end) == 1
+    clone = pickle.loads(pickle.dumps(batched))
+    assert clone.update_freq == 5 and len(CallbackList([clone]).on_train_batch_end) == 1
