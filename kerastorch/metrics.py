@@ -21,80 +21,17 @@ Example:
     >>> float(m.result())
     0.5
 """
-from __future__ import annotations
-
 from typing import Any, Callable
 
 import torch
 
-from .distributed import all_gather_cat, all_reduce_sum
+from .metric_base import Metric, acc_dtype, align, per_sample
+from .metrics_exact import AUC, F1Score, Precision, Recall
 from .validation import check_target_shape, describe
 
-
-def _acc_dtype(device: torch.device) -> torch.dtype:
-    # float64 keeps long epochs exact; MPS has no float64.
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def _align(y_pred: Any, y_true: Any) -> Any:
-    """Keras's one alignment: a (N,) target against an (N, 1) output becomes (N, 1)."""
-    if isinstance(y_pred, torch.Tensor) and isinstance(y_true, torch.Tensor) and y_pred.dim() == 2 \
-            and y_pred.shape[1] == 1 and y_true.dim() == 1 and y_true.shape[0] == y_pred.shape[0]:
-        return y_true.view_as(y_pred)
-    return y_true
-
-
-def _per_sample(sample_weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Reshape (N,) sample weights to broadcast over ``like``'s trailing dims."""
-    return sample_weight.reshape(sample_weight.shape[0], *([1] * (like.dim() - 1)))
-
-
-class Metric:
-    """Base class: accumulate with :meth:`update`, read with :meth:`result`.
-
-    Subclasses keep their state in tensors created by :meth:`_zeros` so that
-    :meth:`reset` zeroes them in place instead of allocating each epoch.
-    """
-
-    from_logits: bool | None = None
-
-    def __init__(self) -> None:
-        self._states: dict[str, torch.Tensor] = {}
-
-    def _state(self, name: str, like: torch.Tensor, size: int = 1) -> torch.Tensor:
-        state = self._states.get(name)
-        if state is None or state.numel() != size:
-            state = torch.zeros(size if size > 1 else (), dtype=_acc_dtype(like.device), device=like.device)
-            self._states[name] = state
-        return state
-
-    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor,
-               sample_weight: torch.Tensor | None = None) -> None:
-        raise NotImplementedError
-
-    def result(self) -> torch.Tensor:
-        raise NotImplementedError
-
-    def reset(self) -> None:
-        for state in self._states.values():
-            state.zero_()
-
-    def to(self, device: torch.device) -> "Metric":
-        self._states = {k: v.to(device) for k, v in self._states.items()}
-        return self
-
-    def sync(self) -> None:
-        """Sum the states over ranks (every built-in state is a sum), before result()."""
-        for state in self._states.values():
-            all_reduce_sum(state)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Accumulated state (for mid-epoch checkpoints), as CPU tensors."""
-        return {k: v.detach().cpu().clone() for k, v in self._states.items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        device = next(iter(self._states.values())).device if self._states else torch.device("cpu")
-        self._states = {k: v.to(device) for k, v in state.items()}
+__all__ = ["AUC", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "FunctionMetric",
+           "MeanAbsoluteError", "MeanSquaredError", "Metric", "Precision", "Recall", "RootMeanSquaredError",
+           "SparseCategoricalAccuracy", "TopKAccuracy", "TorchmetricsAdapter", "available", "build", "get"]
 
 
 class _Mean(Metric):
@@ -112,7 +49,7 @@ class _Mean(Metric):
             total.add_(values.sum())
             count.add_(values.numel())
         else:
-            weights = _per_sample(sample_weight, values).expand_as(values)
+            weights = per_sample(sample_weight, values).expand_as(values)
             total.add_((values * weights).sum())
             count.add_(weights.sum())
 
@@ -150,7 +87,7 @@ class _ClassMean(Metric):
             total.add_(hits.sum())
             count.add_(hits.numel())
         else:
-            weights = _per_sample(sample_weight, hits).expand_as(hits)
+            weights = per_sample(sample_weight, hits).expand_as(hits)
             total.add_((hits * weights).sum())
             count.add_(weights.sum())
 
@@ -242,141 +179,6 @@ class RootMeanSquaredError(MeanSquaredError):
         return super().result().sqrt()
 
 
-class _Confusion(Metric):
-    """Counts of true/false positives and negatives; exact precision, recall, F1.
-
-    Binary when the output has one column (or matches the target's shape),
-    otherwise multiclass with integer targets and a macro average over the
-    classes that occur (in the targets or the predictions).
-    """
-
-    def __init__(self, threshold: float | None = None, from_logits: bool | None = None) -> None:
-        super().__init__()
-        self.threshold, self.from_logits = threshold, from_logits
-
-    def update(self, y_pred, y_true, sample_weight=None):
-        y_pred = y_pred.detach()
-        binary = y_pred.dim() == 1 or y_pred.shape[1] == 1 or y_pred.shape == y_true.shape
-        if binary:
-            if check_target_shape(y_pred, y_true, f"metric {type(self).__name__}"):
-                y_true = y_true.view_as(y_pred)
-            threshold = self.threshold if self.threshold is not None else (0.0 if self.from_logits else 0.5)
-            pred, true, classes = (y_pred > threshold).long().flatten(), (y_true > 0.5).long().flatten(), 2
-        else:
-            classes = y_pred.shape[1]
-            pred, true = y_pred.argmax(1).flatten(), y_true.long().flatten()
-        n = pred.numel()
-        weights = torch.ones(n, dtype=_acc_dtype(y_pred.device), device=y_pred.device) \
-            if sample_weight is None else \
-            sample_weight.to(_acc_dtype(y_pred.device)).repeat_interleave(n // sample_weight.numel())
-        # index_add_ with 0/1 weights instead of boolean masks or bincount:
-        # both of those sync with the host on CUDA to size their output.
-        self._state("tp", y_pred, classes).index_add_(0, true, weights * (pred == true))
-        self._state("pred", y_pred, classes).index_add_(0, pred, weights)
-        self._state("true", y_pred, classes).index_add_(0, true, weights)
-        self._binary = binary
-
-    def state_dict(self):
-        state = super().state_dict()
-        if state:
-            state["binary"] = torch.tensor(self._binary)
-        return state
-
-    def load_state_dict(self, state):
-        state = dict(state)
-        if "binary" in state:
-            self._binary = bool(state.pop("binary"))
-        super().load_state_dict(state)
-
-    def _per_class(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        tp, pred, true = self._states["tp"], self._states["pred"], self._states["true"]
-        if self._binary:  # the positive class only
-            return tp[1:], pred[1:], true[1:]
-        present = (pred + true) > 0
-        return tp[present], pred[present], true[present]
-
-    @staticmethod
-    def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-        # 0/0 counts as 0, the usual convention (no positives predicted -> precision 0).
-        return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num)).mean()
-
-
-class Precision(_Confusion):
-    def result(self):
-        tp, pred, _ = self._per_class()
-        return self._ratio(tp, pred)
-
-
-class Recall(_Confusion):
-    def result(self):
-        tp, _, true = self._per_class()
-        return self._ratio(tp, true)
-
-
-class F1Score(_Confusion):
-    def result(self):
-        tp, pred, true = self._per_class()
-        return self._ratio(2 * tp, pred + true)
-
-
-def _binary_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """ROC AUC by the rank-sum formula, averaging the ranks of tied scores."""
-    _, inverse, counts = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    last_rank = counts.cumsum(0).to(torch.float64)
-    ranks = (last_rank - (counts - 1) / 2.0)[inverse]
-    positives = labels.sum().to(torch.float64)
-    negatives = labels.numel() - positives
-    rank_sum = ranks[labels].sum()
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-class AUC(Metric):
-    """Exact ROC AUC over the epoch (binary; one-vs-rest macro for multiclass).
-
-    Keeps the epoch's outputs on the device (one detached tensor per batch) and
-    ranks them once in :meth:`result`. Sample weights are ignored.
-    """
-
-    def __init__(self, from_logits: bool | None = None) -> None:
-        super().__init__()
-        self.from_logits = from_logits
-        self._scores: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
-
-    def update(self, y_pred, y_true, sample_weight=None):
-        self._scores.append(y_pred.detach())
-        self._labels.append(y_true.detach())
-
-    def result(self):
-        scores, labels = torch.cat(self._scores).float(), torch.cat(self._labels)
-        if scores.dim() == 1 or scores.shape[1] == 1:
-            return _binary_auc(scores.flatten(), labels.flatten() > 0.5)
-        if self.from_logits:
-            scores = scores.softmax(1)
-        labels = labels.long().flatten()
-        aucs = [_binary_auc(scores[:, c], labels == c) for c in range(scores.shape[1])
-                if 0 < int((labels == c).sum()) < labels.numel()]
-        return torch.stack(aucs).mean()
-
-    def reset(self):
-        self._scores, self._labels = [], []
-
-    def sync(self):
-        if self._scores:
-            self._scores = [all_gather_cat(torch.cat(self._scores))]
-            self._labels = [all_gather_cat(torch.cat(self._labels))]
-
-    def state_dict(self):
-        if not self._scores:
-            return {}
-        return {"scores": torch.cat(self._scores).cpu(), "labels": torch.cat(self._labels).cpu()}
-
-    def load_state_dict(self, state):
-        self.reset()
-        if state:
-            self._scores, self._labels = [state["scores"]], [state["labels"]]
-
-
 class FunctionMetric(Metric):
     """A plain ``fn(y_pred, y_true) -> tensor``, averaged over samples.
 
@@ -389,10 +191,10 @@ class FunctionMetric(Metric):
         self.fn = fn
 
     def update(self, y_pred, y_true, sample_weight=None):
-        value = self.fn(y_pred.detach(), _align(y_pred, y_true))
+        value = self.fn(y_pred.detach(), align(y_pred, y_true))
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, device=y_pred.device)
-        self._state("total", value).add_(value.detach().to(_acc_dtype(value.device)).mean(), alpha=y_pred.shape[0])
+        self._state("total", value).add_(value.detach().to(acc_dtype(value.device)).mean(), alpha=y_pred.shape[0])
         self._state("count", value).add_(y_pred.shape[0])
 
     def result(self):
@@ -407,7 +209,7 @@ class TorchmetricsAdapter(Metric):
         self.metric = metric
 
     def update(self, y_pred, y_true, sample_weight=None):
-        self.metric.update(y_pred.detach(), _align(y_pred, y_true))
+        self.metric.update(y_pred.detach(), align(y_pred, y_true))
 
     def result(self):
         return self.metric.compute()
