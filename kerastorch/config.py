@@ -91,6 +91,22 @@ def _check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) 
                          "Build it from this model: torch.optim.Adam(model.parameters()).")
 
 
+def build_scheduler(spec: Any, optimizer: torch.optim.Optimizer) -> Any:
+    """Resolve ``compile(lr_scheduler=...)``: a scheduler on ``optimizer`` or ``callable(optimizer)``."""
+    if spec is None:
+        return None
+    scheduler = spec if hasattr(spec, "step") and hasattr(spec, "state_dict") else spec(optimizer) \
+        if callable(spec) else spec
+    if not (hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")):
+        raise TypeError("`lr_scheduler` must be a torch.optim.lr_scheduler object or a callable "
+                        f"optimizer -> scheduler. Received: {describe(spec)}")
+    if getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError("`lr_scheduler` is attached to another optimizer than the compiled one, so it "
+                         "would change nothing. Pass a callable instead: "
+                         "lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=10)")
+    return scheduler
+
+
 def build_loss(loss: Any, loss_weights: Any = None, class_weight: dict | None = None) -> LossComputer | None:
     """Resolve ``compile(loss=...)`` into a :class:`LossComputer` (None if no loss)."""
     if loss is None:

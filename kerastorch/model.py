@@ -132,8 +132,11 @@ class Model(nn.Module):
             class_weight: ``{class_index: weight}`` for built-in losses.
             device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
             precision: "32", "bf16-mixed" or "16-mixed"; ``amp=True`` picks the best mixed mode.
-            lr_scheduler: a ``torch.optim.lr_scheduler`` object, stepped each
-                ``scheduler_interval`` ("epoch" or "step").
+            lr_scheduler: a ``torch.optim.lr_scheduler`` built on ``model.optimizer``, or
+                (the way that works with a named optimizer) a callable
+                ``optimizer -> scheduler``, e.g. ``lambda opt: StepLR(opt, 10)``. Stepped
+                each ``scheduler_interval`` ("epoch" or "step"); a ``ReduceLROnPlateau``
+                gets the monitored value (``scheduler_monitor="val_loss"``).
             grad_accum_steps: batches per optimizer step.
             grad_clip_norm / grad_clip_value: gradient clipping before each step
                 (after unscaling under fp16).
@@ -163,13 +166,15 @@ class Model(nn.Module):
         built_metrics = metrics_module.build(metrics, from_logits=config_module.outputs_are_logits(loss))
         for metric in built_metrics.values():
             metric.to(resolved_device)
+        built_optimizer = config_module.build_optimizer(optimizer, self, optimizer_kwargs)
         self._kt.config = config_module.CompileConfig(
-            optimizer=config_module.build_optimizer(optimizer, self, optimizer_kwargs),
+            optimizer=built_optimizer,
             loss=loss_computer, metrics=built_metrics,
             penalty=regularizers_module.bind(regularizers, self),
             device=resolved_device,
             precision=Precision(resolve_precision(precision, amp, resolved_device), resolved_device),
-            lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
+            lr_scheduler=config_module.build_scheduler(lr_scheduler, built_optimizer),
+            scheduler_interval=scheduler_interval,
             grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm,
             grad_clip_value=grad_clip_value, extra=extra)
         self._kt.configure_execution(self, data_parallel, jit_compile, channels_last, data_on_device)

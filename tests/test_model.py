@@ -213,3 +213,14 @@ def test_regularizer_reg_loss_logged_and_val_loss_excludes_it(tiny, binary_data)
     expected_penalty = 0.5 * 0.5 * tiny.fc.weight.detach().pow(2).sum().item()
     assert history["reg_loss"].iloc[0] == pytest.approx(expected_penalty, abs=1e-6)
     assert history["val_loss"].iloc[0] == pytest.approx(history["loss"].iloc[0], abs=1e-6)
+
+
+def test_lr_scheduler_callable_and_foreign_scheduler(tiny, binary_data):
+    x, y = binary_data
+    tiny.compile("sgd", "mse", optimizer_kwargs={"lr": 0.1}, device="cpu",
+                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    history = tiny.fit(x, y, epochs=3, verbose=0)
+    assert history["lr"].tolist() == [0.1, 0.05, 0.025]  # lr read at epoch end, before the step
+    stale = torch.optim.lr_scheduler.StepLR(tiny.optimizer, 1)
+    with pytest.raises(ValueError, match="attached to another optimizer"):
+        tiny.compile("sgd", "mse", lr_scheduler=stale, device="cpu")
