@@ -161,7 +161,7 @@ def save_decision_plot(model: kt.Model, x: torch.Tensor, y: torch.Tensor, path: 
 
 
 def main(epochs: int | None = None, quick: bool = False, seed: int = SEED,
-         plot: str | None = None, verbose: int = 1) -> dict[str, Any]:
+         plot: str | None = None, verbose: int = 1, precision: str = "32") -> dict[str, Any]:
     """Train and report. ``quick=True`` runs only a few epochs (a smoke run; the bars need the full run)."""
     if epochs is None:
         epochs = QUICK_EPOCHS if quick else EPOCHS
@@ -178,6 +178,7 @@ def main(epochs: int | None = None, quick: bool = False, seed: int = SEED,
                   regularizers=kt.regularizers.L1L2(l1=1e-4, l2=1e-3),
                   # cosine decay to 0 over the run; a callable, because the optimizer is built by compile
                   lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+                  precision=precision,  # "bf16-mixed" works on the CPU too
                   device="cpu")  # a model this small runs faster on the CPU than on a GPU
     model.summary(input_shape=(2,))
     history = model.fit(x_train, y_train, batch_size=100, epochs=epochs,
@@ -210,6 +211,8 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=SEED, help="random seed (data, split, weights)")
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="save a decision-region plot to PATH (needs matplotlib)")
+    parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"],
+                        help="training precision (bf16-mixed autocasts on the CPU as well)")
     return parser.parse_args(argv)
 
 
@@ -218,4 +221,4 @@ if __name__ == "__main__":
     # not stall when other programs share the cores (several threads can, badly).
     torch.set_num_threads(1)
     args = _parse_args()
-    main(epochs=args.epochs, quick=args.quick, seed=args.seed, plot=args.plot)
+    main(epochs=args.epochs, quick=args.quick, seed=args.seed, plot=args.plot, precision=args.precision)

@@ -61,6 +61,12 @@ def test_two_rings_reaches_accuracy_and_minority_recall(capsys):
     assert f"final validation accuracy: {result['val_accuracy']:.4f}" in out
 
 
+def test_two_rings_in_bf16_on_cpu_reaches_the_same_bars(capsys):
+    result = load_example("two_rings").main(precision="bf16-mixed", verbose=0)
+    assert result["val_accuracy"] >= 0.95
+    assert result["minority_recall"] >= 0.8
+
+
 def test_two_rings_quick_run_and_missing_matplotlib(tmp_path, capsys):
     path = tmp_path / "rings.png"
     with mock.patch.dict(sys.modules, {"matplotlib": None, "matplotlib.pyplot": None}):  # import fails
