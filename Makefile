@@ -22,8 +22,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The peers (Lightning, Poutyne, Keras 3) come from the `bench` extra.
 bench: $(STAMP)
+	$(UV) pip install --quiet --python $(PY) -e ".[dev,bench]"
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_regularizers.py
+	$(PY) benchmarks/bench_peers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

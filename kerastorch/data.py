@@ -42,6 +42,9 @@ def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True,
 
     With ``channels_last``, 4-D floating tensors (image batches) also change memory format.
     """
+    if type(batch) in (tuple, list) and all(type(t) is torch.Tensor for t in batch) and not channels_last:
+        # The common (x, y) batch: one comprehension instead of the recursive walk.
+        return type(batch)(t.to(device, non_blocking=non_blocking) for t in batch)
     if channels_last:
         return tree_map(lambda t: t.to(device, non_blocking=non_blocking, memory_format=torch.channels_last)
                         if isinstance(t, torch.Tensor) and t.dim() == 4 and t.is_floating_point()
@@ -164,8 +167,13 @@ class TensorBatcher:
 
     def _slices(self, arrays: Any, start: int) -> Iterator[tuple]:
         size = self.batch_size
+        flat = all(isinstance(t, torch.Tensor) for t in arrays)
         for begin in range(start, self.num_samples, size):
-            yield tree_map(lambda t, b=begin: t[b:b + size], arrays)
+            end = begin + size
+            if flat:  # (x, y) tensors: plain slices, no recursive walk
+                yield tuple(t[begin:end] for t in arrays)
+            else:
+                yield tree_map(lambda t: t[begin:end], arrays)
 
 
 class LoaderSource:
