@@ -117,14 +117,18 @@ def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def epoch_logs(model: Any, accumulator: LogAccumulator, prefix: str = "") -> dict[str, float]:
-    """Means of the step logs plus metric results, read once."""
+    """Means of the step logs plus metric results (and, in training, the penalty), read once."""
     values = accumulator.global_means()
+    ordered = {"loss": values.pop("loss")} if "loss" in values else {}
+    penalty = model._kt.config.penalty
+    if not prefix and penalty is not None:
+        with torch.no_grad():
+            ordered["reg_loss"] = penalty()  # of the weights at the epoch's end
+    ordered.update(values)
     for name, metric in model.compiled_metrics.items():
         if launched_distributed():
             metric.sync()
-        values[name] = metric.result()
-    ordered = {"loss": values.pop("loss")} if "loss" in values else {}
-    ordered.update(values)
+        ordered[name] = metric.result()
     return {prefix + key: value for key, value in read_scalars(ordered).items()}
 
 

@@ -183,7 +183,9 @@ class Model(nn.Module):
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
         runtime = self._kt
-        forward = (runtime.forward_fn if self.training else runtime.eval_forward_fn) or self
+        forward = runtime.forward_fn if self.training else runtime.eval_forward_fn
+        if forward is None:  # not compiled (predict works without compile); no `or`: it would call len()
+            forward = self
         if isinstance(x, (tuple, list)):
             return forward(*x)
         if isinstance(x, dict):
@@ -194,20 +196,18 @@ class Model(nn.Module):
                      training: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return ``(objective, logs)``.
 
-        ``logs["loss"]`` is the data loss (comparable with ``val_loss``); in
-        training the regularization penalty is added to the objective and logged
-        as ``logs["reg_loss"]``. Validation excludes the penalty (Keras's convention).
+        ``logs["loss"]`` is the data loss (comparable with ``val_loss``). With
+        regularizers the objective minimised is loss + penalty, but the penalty's
+        gradient is added by :meth:`backward_and_step` (fused, exact) instead of
+        being differentiated here, and the history's ``reg_loss`` column is the
+        penalty of the weights at each epoch's end (computed once per epoch, not
+        per step). Validation excludes the penalty (Keras's convention).
         """
         config = self._kt.config
         if config.loss is None:
             raise RuntimeError("No loss was compiled. Call compile(loss=...) before fit/evaluate.")
         loss, components = config.loss(y_pred, y, sample_weight)
-        logs = {"loss": loss.detach(), **components}
-        if training and config.penalty is not None:
-            penalty = config.penalty()
-            logs["reg_loss"] = penalty.detach()
-            loss = loss + penalty
-        return loss, logs
+        return loss, {"loss": loss.detach(), **components}
 
     def update_metrics(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None) -> None:
         """Add a batch to every compiled metric (on the device, no host sync)."""
@@ -215,18 +215,29 @@ class Model(nn.Module):
             metric.update(y_pred, y, sample_weight)
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backward, ``on_backward_end`` hooks, clipping, optimizer step (with accumulation and AMP)."""
+        """Backward; then, on update steps, regularizer gradients, ``on_backward_end`` hooks,
+        clipping and the optimizer step (with gradient accumulation and AMP scaling).
+
+        Example:
+            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
+            >>> net.backward_and_step(net(torch.ones(1, 2)).pow(2).mean())
+        """
         runtime = self._kt
         config = runtime.config
         scaler = config.precision.scaler
         divisor = runtime.accum_divisor
         scaler.scale(loss if divisor == 1 else loss / divisor).backward()
+        update = runtime.update_now
+        if update and config.penalty is not None:
+            scaler.unscale_(config.optimizer)  # the penalty gradient is added unscaled
+            config.penalty.add_gradients()
         for hook in runtime.hooks.on_backward_end:
             hook(runtime.state.batch, None)
-        if not runtime.update_now:
+        if not update:
             return
         if config.grad_clip_norm is not None or config.grad_clip_value is not None:
-            scaler.unscale_(config.optimizer)
+            if config.penalty is None:
+                scaler.unscale_(config.optimizer)
             fitting.clip_gradients(self, config.grad_clip_norm, config.grad_clip_value)
         scaler.step(config.optimizer)
         scaler.update()

@@ -1,0 +1,251 @@
+"""Timing harness shared by the benchmarks: CLI, interleaved rounds, tables, JSON.
+
+Method (the same in every script):
+
+* every contender is a :class:`Contender` whose ``run(epochs)`` trains its own
+  copy of the model for ``epochs`` epochs and returns a :class:`Timing`;
+* each contender is warmed up with one epoch, then the contenders run in
+  ``rounds`` interleaved rounds (A, B, C, then B, C, A, ...: the starting
+  contender rotates so that no one always runs first after a pause);
+* a round's sample is microseconds per training step; the tables show the
+  median and the minimum over rounds, and their ratios to a baseline row.
+
+Medians of interleaved rounds resist the noise of a shared machine: a burst of
+load from another process slows whichever contender is running and lands in
+one round's sample, not in one contender's total.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+
+@dataclass
+class Timing:
+    """One ``Contender.run``: wall seconds of the whole call and of each epoch."""
+
+    total: float
+    epochs: list[float] = field(default_factory=list)
+
+
+class Contender:
+    """Something that trains a model; subclasses implement :meth:`run`."""
+
+    def __init__(self, name: str, steps_per_epoch: int) -> None:
+        self.name = name
+        self.steps_per_epoch = steps_per_epoch
+        self.final: dict[str, float] = {}  # last epoch's logs (loss, metric), a sanity check
+
+    def run(self, epochs: int) -> Timing:
+        raise NotImplementedError
+
+
+def base_parser(description: str, rounds: int) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"interleaved timing rounds per workload (default {rounds})")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per contender per round (default: per workload)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny settings: a smoke test that the script runs, not a measurement")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (default 1: steadier on a shared machine)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return parser
+
+
+def setup(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` and ``--quick``; print the settings line."""
+    if args.quick:
+        args.rounds = min(args.rounds, 2)
+        args.epochs = 1
+    torch.set_num_threads(args.threads)
+    print(f"# torch {torch.__version__}, python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs visible, torch.set_num_threads({args.threads}); "
+          f"{args.rounds} interleaved rounds, median and min over rounds"
+          + (" [--quick: smoke test, numbers mean nothing]" if args.quick else ""))
+    sys.stdout.flush()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so that wall time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warm_up(contenders: Sequence[Contender], threads: int,
+            failures: list[str] | None = None) -> list[Contender]:
+    """One epoch each. With a ``failures`` list, a contender that raises is dropped and noted."""
+    ready = []
+    for contender in contenders:
+        torch.set_num_threads(threads)
+        try:
+            contender.run(1)
+        except Exception as err:  # noqa: BLE001 - reported, and the other contenders still run
+            if failures is None:
+                raise
+            failures.append(f"{contender.name}: failed in warm-up ({type(err).__name__}: {str(err)[:200]})")
+            continue
+        ready.append(contender)
+    return ready
+
+
+def interleave(contenders: Sequence[Contender], rounds: int, epochs: int, threads: int,
+               failures: list[str] | None = None) -> dict[str, list[Timing]]:
+    """Warm up each contender (one epoch), then run ``rounds`` rotated rounds of ``epochs`` epochs.
+
+    A contender whose warm-up raises is dropped (see :func:`warm_up`) when ``failures`` is a list.
+    """
+    contenders = warm_up(contenders, threads, failures)
+    timings: dict[str, list[Timing]] = {c.name: [] for c in contenders}
+    count = len(contenders)
+    for index in range(rounds):
+        start = index % count
+        for contender in [*contenders[start:], *contenders[:start]]:
+            torch.set_num_threads(threads)  # a framework may have changed it
+            gc.collect()
+            timings[contender.name].append(contender.run(epochs))
+        print(".", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return timings
+
+
+def whole_call(contender: Contender, timing: Timing, epochs: int) -> float:
+    """us/step from the whole call: what the user waits for, fixed per-call costs included."""
+    return timing.total * 1e6 / (epochs * contender.steps_per_epoch)
+
+
+def epochs_only(contender: Contender, timing: Timing, epochs: int) -> float:
+    """us/step from the epochs alone (per-call set-up excluded)."""
+    return sum(timing.epochs) * 1e6 / (len(timing.epochs) * contender.steps_per_epoch)
+
+
+@dataclass
+class Row:
+    """One line of a results table."""
+
+    workload: str
+    contender: str
+    samples: list[float]
+    baseline: "Row | None" = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def minimum(self) -> float:
+        return min(self.samples)
+
+    @property
+    def ratio(self) -> float:
+        return self.median / self.baseline.median if self.baseline else 1.0
+
+    @property
+    def ratio_min(self) -> float:
+        return self.minimum / self.baseline.minimum if self.baseline else 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workload": self.workload, "contender": self.contender,
+                "us_per_step_median": round(self.median, 2), "us_per_step_min": round(self.minimum, 2),
+                "ratio_median": round(self.ratio, 4), "ratio_min": round(self.ratio_min, 4),
+                "baseline": self.baseline.contender if self.baseline else None,
+                "samples_us_per_step": [round(s, 2) for s in self.samples], **self.extra}
+
+
+def rows_for(workload: str, contenders: Sequence[Contender], timings: dict[str, list[Timing]],
+             epochs: int, baseline: str, per_step: Callable[[Contender, Timing, int], float]) -> list[Row]:
+    """Table rows in contender order, each with its ratio to the ``baseline`` contender."""
+    rows = []
+    for contender in (c for c in contenders if c.name in timings):  # dropped ones are left out
+        runs = timings[contender.name]
+        rows.append(Row(workload, contender.name, [per_step(contender, t, epochs) for t in runs],
+                        extra={"final": contender.final, "steps_per_round": epochs * contender.steps_per_epoch,
+                               "call_seconds": [round(t.total, 6) for t in runs],
+                               "epoch_seconds": [[round(e, 6) for e in t.epochs] for t in runs]}))
+    base = next(row for row in rows if row.contender == baseline)
+    for row in rows:
+        row.baseline = base
+    return rows
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def print_table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> None:
+    """A markdown table, columns padded for reading in a terminal too."""
+    widths = [max(len(str(h)), *(len(str(line[i])) for line in lines)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines:
+        cells = [str(c).rjust(w) if i >= 2 else str(c).ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        print("| " + " | ".join(cells) + " |")
+    sys.stdout.flush()
+
+
+def final_text(final: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in final.items()) if final else "-"
+
+
+def print_rows(rows: Sequence[Row], baseline_label: str,
+               extra_columns: Sequence[tuple[str, Callable[[Row], str]]] = ()) -> None:
+    """The results table; ``extra_columns`` are ``(header, row -> text)`` before the last column."""
+    headers = ["workload", "contender", "us/step (median)", "us/step (min)",
+               f"x {baseline_label} (median)", f"x {baseline_label} (min)",
+               *(name for name, _ in extra_columns), "last epoch"]
+    lines = [[r.workload, r.contender, fmt(r.median), fmt(r.minimum), f"{r.ratio:.3f}",
+              f"{r.ratio_min:.3f}", *(fn(r) for _, fn in extra_columns), final_text(r.extra["final"])]
+             for r in rows]
+    print_table(headers, lines)
+
+
+@dataclass
+class Target:
+    """A PASS/FAIL check printed under the tables."""
+
+    description: str
+    value: float
+    limit: float
+    passed: bool
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.description}: {self.value:.3f}x (limit {self.limit:.2f}x)"
+
+
+def ratio_target(description: str, row: Row, limit: float, strict: bool = False) -> Target:
+    """``row`` median / its baseline's median, at most ``limit`` (below it when ``strict``)."""
+    value = row.ratio
+    return Target(description, value, limit, value < limit if strict else value <= limit)
+
+
+def write_json(path: str | None, script: str, args: argparse.Namespace, rows: Sequence[Row],
+               targets: Sequence[Target] = (), notes: Sequence[str] = ()) -> None:
+    if not path:
+        return
+    payload = {
+        "script": script,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": {"rounds": args.rounds, "epochs": args.epochs, "threads": args.threads,
+                     "quick": args.quick, "torch": torch.__version__,
+                     "python": platform.python_version(), "cpus": os.cpu_count(),
+                     **{k: v for k, v in vars(args).items() if k not in ("json",)}},
+        "results": [row.as_dict() for row in rows],
+        "targets": [vars(t) for t in targets],
+        "notes": list(notes),
+    }
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=2)
+    print(f"# wrote {path}")
