@@ -345,6 +345,8 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
 
 def batch_size_of(batch: Any) -> int:
     """Number of samples in a batch (first dimension of its first tensor)."""
+    if type(batch) in (tuple, list) and batch and type(batch[0]) is torch.Tensor and batch[0].dim():
+        return batch[0].shape[0]  # the common (x, y) batch, without the tree walk
     for leaf in tree_leaves(batch):
         if isinstance(leaf, torch.Tensor) and leaf.dim():
             return leaf.shape[0]

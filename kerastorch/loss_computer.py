@@ -176,8 +176,13 @@ def _pick(structure: Any, key: Any, what: str) -> Any:
                          f"Received: {describe(structure)}") from None
 
 
+_NO_COMPONENTS: dict[str, torch.Tensor] = {}
+
+
 def _split(value: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A loss may return a tensor or a dict with a "loss" key plus named components."""
+    if type(value) is torch.Tensor and value.dim() == 0:
+        return value, _NO_COMPONENTS  # the common case first: no ABC isinstance checks
     if isinstance(value, Mapping):
         if "loss" not in value:
             raise ValueError(f"A loss returning a dict must include a 'loss' key. Received keys: {list(value)}")

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import torch
 
-from .metric_base import Metric, acc_dtype, align, per_sample
+from .metric_base import Metric, align
 from .metrics_exact import AUC, F1Score, Precision, Recall
 from .validation import check_target_shape, describe
 
@@ -43,18 +43,10 @@ class _Mean(Metric):
     def update(self, y_pred, y_true, sample_weight=None):
         if check_target_shape(y_pred, y_true, f"metric {type(self).__name__}"):
             y_true = y_true.view_as(y_pred)
-        values = self._values(y_pred.detach(), y_true)
-        total, count = self._state("total", values), self._state("count", values)
-        if sample_weight is None:
-            total.add_(values.sum())
-            count.add_(values.numel())
-        else:
-            weights = per_sample(sample_weight, values).expand_as(values)
-            total.add_((values * weights).sum())
-            count.add_(weights.sum())
+        self._add_mean(self._values(y_pred.detach(), y_true), sample_weight)
 
     def result(self):
-        return self._states["total"] / self._states["count"]
+        return self._mean()
 
 
 class BinaryAccuracy(_Mean):
@@ -71,7 +63,7 @@ class BinaryAccuracy(_Mean):
 
     def _values(self, y_pred, y_true):
         threshold = self.threshold if self.threshold is not None else (0.0 if self.from_logits else 0.5)
-        return ((y_pred > threshold) == (y_true > 0.5)).to(y_pred.dtype if y_pred.is_floating_point() else torch.float32)
+        return (y_pred > threshold) == (y_true > 0.5)  # bool: sums count hits without a cast
 
 
 class _ClassMean(Metric):
@@ -81,18 +73,10 @@ class _ClassMean(Metric):
         raise NotImplementedError
 
     def update(self, y_pred, y_true, sample_weight=None):
-        hits = self._hits(y_pred.detach(), y_true).float()
-        total, count = self._state("total", hits), self._state("count", hits)
-        if sample_weight is None:
-            total.add_(hits.sum())
-            count.add_(hits.numel())
-        else:
-            weights = per_sample(sample_weight, hits).expand_as(hits)
-            total.add_((hits * weights).sum())
-            count.add_(weights.sum())
+        self._add_mean(self._hits(y_pred.detach(), y_true), sample_weight)
 
     def result(self):
-        return self._states["total"] / self._states["count"]
+        return self._mean()
 
 
 class SparseCategoricalAccuracy(_ClassMean):
@@ -194,11 +178,13 @@ class FunctionMetric(Metric):
         value = self.fn(y_pred.detach(), align(y_pred, y_true))
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, device=y_pred.device)
-        self._state("total", value).add_(value.detach().to(acc_dtype(value.device)).mean(), alpha=y_pred.shape[0])
-        self._state("count", value).add_(y_pred.shape[0])
+        value = value.detach()
+        n = y_pred.shape[0]
+        self._state("total", value).add_(value if value.dim() == 0 else value.mean(), alpha=n)
+        self._host_count += n
 
     def result(self):
-        return self._states["total"] / self._states["count"]
+        return self._mean()
 
 
 class TorchmetricsAdapter(Metric):

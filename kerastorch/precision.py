@@ -41,6 +41,9 @@ def resolve_precision(precision: str | int | None, amp: bool, device: torch.devi
     return resolved
 
 
+_NULL_CONTEXT = contextlib.nullcontext()  # stateless, so one instance serves every step
+
+
 class Precision:
     """Autocast context and gradient scaler for one precision mode.
 
@@ -58,9 +61,9 @@ class Precision:
             if mode == "16-mixed" else _NoScaler()
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """The context that forward and loss run under."""
+        """The context that forward and loss run under (a fresh one each call: it may be nested)."""
         if self.dtype is None:
-            return contextlib.nullcontext()
+            return _NULL_CONTEXT
         return torch.autocast(self.device.type, dtype=self.dtype)
 
 
