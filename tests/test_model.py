@@ -224,3 +224,47 @@ def test_lr_scheduler_callable_and_foreign_scheduler(tiny, binary_data):
     stale = torch.optim.lr_scheduler.StepLR(tiny.optimizer, 1)
     with pytest.raises(ValueError, match="attached to another optimizer"):
         tiny.compile("sgd", "mse", lr_scheduler=stale, device="cpu")
+
+
+def test_multi_output_losses_with_weights_are_logged_per_output():
+    class TwoHeads(kt.Model):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 4)
+            self.reg, self.cls = nn.Linear(4, 1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = torch.tanh(self.body(x))
+            return {"value": self.reg(h), "kind": self.cls(h)}
+
+    torch.manual_seed(0)
+    model = TwoHeads()
+    model.compile("sgd", {"value": "mse", "kind": "cross_entropy"}, loss_weights={"value": 2.0, "kind": 0.5},
+                  optimizer_kwargs={"lr": 0.0}, device="cpu")
+    x = torch.randn(12, 2)
+    y = {"value": torch.randn(12, 1), "kind": torch.randint(0, 3, (12,))}
+    history = model.fit(x, y, batch_size=12, epochs=1, verbose=0)
+    out = model(x)
+    mse = nn.functional.mse_loss(out["value"], y["value"]).item()
+    ce = nn.functional.cross_entropy(out["kind"], y["kind"]).item()
+    assert history["value_loss"].iloc[0] == pytest.approx(mse, abs=1e-6)
+    assert history["kind_loss"].iloc[0] == pytest.approx(ce, abs=1e-6)
+    assert history["loss"].iloc[0] == pytest.approx(2.0 * mse + 0.5 * ce, abs=1e-6)
+
+
+def test_class_weight_weights_each_sample_by_its_class():
+    model = kt.Model.wrap(nn.Linear(2, 3))
+    model.compile("sgd", "cross_entropy", class_weight={0: 1.0, 1: 3.0, 2: 0.0}, optimizer_kwargs={"lr": 0.0},
+                  device="cpu")
+    torch.manual_seed(0)
+    x, y = torch.randn(9, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    history = model.fit(x, y, batch_size=9, epochs=1, verbose=0)
+    per_sample = nn.functional.cross_entropy(model(x), y, reduction="none")
+    weights = torch.tensor([1.0, 3.0, 0.0])[y]
+    assert history["loss"].iloc[0] == pytest.approx((per_sample * weights).sum().item() / 9, abs=1e-6)
+
+
+def test_sample_weight_with_plain_function_loss_is_a_clear_error(tiny):
+    tiny.compile("sgd", lambda p, t: (p - t).pow(2).mean(), device="cpu")
+    with pytest.raises(ValueError, match="Sample or class weights need a built-in loss"):
+        tiny.fit(torch.zeros(4, 2), torch.zeros(4, 1), sample_weight=torch.ones(4), verbose=0)
