@@ -41,7 +41,7 @@ class _Mean(Metric):
         raise NotImplementedError
 
     def update(self, y_pred, y_true, sample_weight=None):
-        if check_target_shape(y_pred, y_true, f"metric {type(self).__name__}"):
+        if y_pred.shape != y_true.shape and check_target_shape(y_pred, y_true, f"metric {type(self).__name__}"):
             y_true = y_true.view_as(y_pred)
         self._add_mean(self._values(y_pred.detach(), y_true), sample_weight)
 
@@ -124,6 +124,7 @@ class Accuracy(Metric):
                 self._impl = CategoricalAccuracy()
             else:
                 self._impl = SparseCategoricalAccuracy()
+            self.update = self._impl.update  # later batches go straight to the chosen metric
         self._impl.update(y_pred, y_true, sample_weight)
 
     def result(self):
@@ -146,6 +147,7 @@ class Accuracy(Metric):
             self._impl = kinds[state["kind"]](**({"from_logits": self.from_logits}
                                                  if state["kind"] == "BinaryAccuracy" else {}))
             self._impl.load_state_dict(state["state"])
+            self.update = self._impl.update
 
 
 class MeanAbsoluteError(_Mean):
