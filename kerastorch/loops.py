@@ -268,7 +268,6 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
         logs["lr"] = current_lr(runtime.config.optimizer)
         runtime.step_epoch_scheduler(logs)
         state.logs = logs
-        runtime.finish_epoch(epoch)
         hooks.call("on_epoch_end", epoch, logs)
         runtime.run_deferred()
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)

@@ -154,9 +154,6 @@ class Runtime:
         else:
             scheduler.step()
 
-    def finish_epoch(self, epoch: int) -> None:
-        self.state.epoch = epoch
-
     # ------------------------------------------------------------ resume
     def request_resume(self, path: str, trust_checkpoint: bool = False) -> None:
         """Ask the running ``fit`` to resume from ``path`` once on_train_begin hooks have run."""
@@ -169,7 +166,7 @@ class Runtime:
         path, trust = self.resume_request
         self.resume_request = None
         checkpoint = safe_load(path, trust_checkpoint=trust)
-        resume_module.restore(self._model_ref(), checkpoint, path)
+        resume_module.restore(self.hooks.model, checkpoint, path)
         if checkpoint["batch"] > 0:
             self._mid_epoch = {key: checkpoint[key] for key in
                                ("batch", "epoch_start_rng", "epoch_start_generator", "partial_logs", "metrics", "rng")}
@@ -177,9 +174,6 @@ class Runtime:
             restore_rng_state(checkpoint["rng"])
         self.state.epoch = checkpoint["epoch"]
         return checkpoint["epoch"]
-
-    def _model_ref(self) -> Any:
-        return self.hooks.model
 
     # ------------------------------------------------------------ failures
     def stop_for_nonfinite(self, epoch: int, step: int, logs: dict[str, float]) -> None:

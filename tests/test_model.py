@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import kerastorch as kt
-from support import TinyNet, params_of, same_params
+from support import TinyNet
 
 
 def test_fit_returns_history_frame_with_expected_columns(tiny, binary_data):
@@ -123,7 +123,7 @@ def test_predict_keeps_structure_on_cpu():
     out = model.predict(np.random.rand(7, 2), batch_size=3)
     assert out["logits"].shape == (7, 3) and out["pair"][0].shape == (7, 1) and out["pair"][1].shape == (7,)
     assert out["logits"].device.type == "cpu"
-    assert not out["logits"].requires_grad and not model.training is False or True
+    assert not out["logits"].requires_grad and not out["logits"].is_inference()  # usable in later autograd
 
 
 def test_predict_runs_in_eval_mode_and_restores_train_mode():

@@ -1,10 +1,8 @@
 """Bad input fails before any optimizer step, with a message naming the problem."""
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import kerastorch as kt
 from support import TinyNet, params_of, same_params
 
 

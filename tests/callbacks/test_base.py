@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import kerastorch as kt
 from kerastorch.callbacks.base import HOOKS, Callback, CallbackList
 from support import TinyNet
 
