@@ -165,7 +165,9 @@ def run_train_epoch(model: Any, source: Any, hooks: CallbackList, state: TrainSt
             hook(index, logs)
         if runtime.deferred:
             runtime.run_deferred()
-        if model.stop_training or index + 1 >= steps or runtime.pending_signal is not None:
+        # A signal waits for the end of a gradient-accumulation window, so the interrupt
+        # checkpoint holds no partial gradients.
+        if model.stop_training or index + 1 >= steps or (runtime.pending_signal is not None and runtime.update_now):
             break
     return accumulator
 

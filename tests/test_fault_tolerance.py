@@ -286,3 +286,27 @@ def test_early_stopping_counters_survive_a_resume(tmp_path):
     code, resumed, error = run_child(early_stopping_run, str(tmp_path / "b"))
     assert code == 0, error
     assert_identical(resumed, straight)
+
+
+def accumulating_train(callbacks=(), epochs=EPOCHS):
+    torch.manual_seed(0)
+    model = DropNet()
+    model.compile("sgd", "bce_with_logits", optimizer_kwargs={"lr": 0.1}, grad_accum_steps=3, device="cpu")
+    torch.manual_seed(0)
+    x, y = make_data()
+    model.fit(x, y, batch_size=8, epochs=epochs, callbacks=list(callbacks), verbose=0)
+    return outcome(model)
+
+
+def test_mid_epoch_backup_inside_an_accumulation_window_resumes_exactly(tmp_path):
+    code, straight, error = run_child(accumulating_train)
+    assert code == 0, error
+    # save_freq=2 falls inside windows of 3 batches: the backup due at epoch 1 batch 4 must wait for
+    # the window's step (batch 5), and the kill at batch 5 comes before it, so the last backup is
+    # the one at batch 2's window end (3 batches done). Saving mid-window would leave batch=5.
+    code, _, _ = run_child(accumulating_train, [BackupAndRestore(tmp_path, save_freq=2), KillAt(epoch=1, batch=5)])
+    assert code == -signal.SIGKILL
+    assert kt.checkpoint.safe_load(tmp_path / "backup.pt")["batch"] % 3 == 0
+    code, resumed, error = run_child(accumulating_train, [BackupAndRestore(tmp_path, save_freq=2)])
+    assert code == 0, error
+    assert_identical(resumed, straight)

@@ -39,6 +39,7 @@ class BackupAndRestore(Callback):
         self.path = os.path.join(self.backup_dir, BACKUP_NAME)
         self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
         self._batches_seen = 0
+        self._due = False
 
     def on_train_begin(self, logs=None):
         if is_rank_zero():
@@ -58,6 +59,11 @@ class BackupAndRestore(Callback):
             return
         self._batches_seen += 1
         if self._batches_seen % self.save_freq == 0:
+            self._due = True
+        # Inside a gradient-accumulation window the partial gradients are not saved:
+        # wait for the window's optimizer step so the checkpoint resumes exactly.
+        if self._due and self.model._kt.update_now:
+            self._due = False
             self.model._kt.defer(lambda: self._save(mid_epoch=True))
 
     def _save(self, mid_epoch: bool) -> None:
@@ -76,7 +82,7 @@ class BackupAndRestore(Callback):
         return [self.path] if os.path.exists(self.path) else []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_seen": self._batches_seen}
+        return {"batches_seen": self._batches_seen, "due": self._due}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._batches_seen = state["batches_seen"]
+        self._batches_seen, self._due = state["batches_seen"], state.get("due", False)

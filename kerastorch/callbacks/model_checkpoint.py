@@ -74,6 +74,7 @@ class ModelCheckpoint(Callback):
         self.save_weights_only, self.save_freq, self.verbose = save_weights_only, save_freq, verbose
         self.best: float | None = None
         self._batches_seen = 0
+        self._due = False
 
     def on_train_begin(self, logs=None):
         if self.save_best_only:
@@ -91,6 +92,11 @@ class ModelCheckpoint(Callback):
             return
         self._batches_seen += 1
         if self._batches_seen % self.save_freq == 0:
+            self._due = True
+        # Inside a gradient-accumulation window the partial gradients are not saved:
+        # wait for the window's optimizer step so the checkpoint resumes exactly.
+        if self._due and self.model._kt.update_now:
+            self._due = False
             self._maybe_save(self.model._kt.state.epoch, {}, mid_epoch=True)
 
     def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool) -> None:
@@ -138,7 +144,8 @@ class ModelCheckpoint(Callback):
         return [p for p in glob.glob(pattern) if os.path.isfile(p) and not os.path.basename(p).startswith(".")]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "batches_seen": self._batches_seen}
+        return {"best": self.best, "batches_seen": self._batches_seen, "due": self._due}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self._batches_seen = state["best"], state["batches_seen"]
+        self._due = state.get("due", False)
