@@ -181,6 +181,15 @@ def rows_for(workload: str, contenders: Sequence[Contender], timings: dict[str, 
     return rows
 
 
+def race(workload, contenders: Sequence[Contender], args: argparse.Namespace, baseline: str) -> list[Row]:
+    """Announce a workload, interleave its contenders' rounds, and return its table rows."""
+    epochs = args.epochs or workload.epochs
+    print(f"# {workload.name}: {len(workload.x)} samples, batch {workload.batch_size}, "
+          f"{workload.steps_per_epoch} steps/epoch, {epochs} epoch(s) per round", file=sys.stderr)
+    timings = interleave(contenders, args.rounds, epochs, args.threads)
+    return rows_for(workload.name, contenders, timings, epochs, baseline, whole_call)
+
+
 def fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 

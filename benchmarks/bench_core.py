@@ -59,8 +59,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from _harness import (base_parser, interleave, print_rows, ratio_target, rows_for, setup,  # noqa: E402
-                      whole_call, write_json)
+from _harness import base_parser, print_rows, race, ratio_target, setup, write_json  # noqa: E402
 from _workloads import (KerastorchFit, Workload, hand_dataloader, hand_slicing, lenet_workload,  # noqa: E402
                         ring_workload, sliced_batches)
 
@@ -99,12 +98,7 @@ def main() -> None:
     workloads = [ring_workload(), lenet_workload(samples=256 if args.quick else 2048)]
     rows, targets, notes = [], [], []
     for workload in workloads:
-        epochs = args.epochs or workload.epochs
-        print(f"# {workload.name}: {len(workload.x)} samples, batch {workload.batch_size}, "
-              f"{workload.steps_per_epoch} steps/epoch, {epochs} epoch(s) per round", file=sys.stderr)
-        racers = contenders(workload, device)
-        timings = interleave(racers, args.rounds, epochs, args.threads)
-        table = rows_for(workload.name, racers, timings, epochs, BASELINE, whole_call)
+        table = race(workload, contenders(workload, device), args, BASELINE)
         rows += table
         by_name = {row.contender: row for row in table}
         targets.append(ratio_target(f"{workload.name}: fit(DataLoader) vs hand(DataLoader) <= 1.10x",

@@ -48,8 +48,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import kerastorch as kt  # noqa: E402
-from _harness import (base_parser, interleave, print_rows, ratio_target, rows_for, setup,  # noqa: E402
-                      whole_call, write_json)
+from _harness import base_parser, print_rows, race, ratio_target, setup, write_json  # noqa: E402
 from _workloads import KerastorchFit, Workload, deep_mlp_workload, ring_workload  # noqa: E402
 
 BASELINE = "fit, no regularization"
@@ -105,12 +104,7 @@ def main() -> None:
     workloads = [ring_workload(epochs=3), deep_mlp_workload(samples=256 if args.quick else 2048)]
     rows, targets = [], []
     for workload in workloads:
-        epochs = args.epochs or workload.epochs
-        print(f"# {workload.name}: {len(workload.x)} samples, batch {workload.batch_size}, "
-              f"{workload.steps_per_epoch} steps/epoch, {epochs} epoch(s) per round", file=sys.stderr)
-        racers = contenders(workload, device)
-        timings = interleave(racers, args.rounds, epochs, args.threads)
-        table = rows_for(workload.name, racers, timings, epochs, BASELINE, whole_call)
+        table = race(workload, contenders(workload, device), args, BASELINE)
         rows += table
         targets.append(ratio_target(f"{workload.name}: L1L2 regularizer vs no regularization <= 1.15x",
                                     table[1], 1.15))

@@ -42,6 +42,7 @@ class CompileConfig:
     grad_accum_steps: int = 1
     grad_clip_norm: float | None = None
     grad_clip_value: float | None = None
+    trainable: list[torch.nn.Parameter] = field(default_factory=list)  # resolved once, for clipping
     extra: dict[str, Any] = field(default_factory=dict)
 
 

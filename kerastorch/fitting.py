@@ -26,15 +26,6 @@ from .loops import run_fit, run_predict, run_test
 DEVICE_DATA_LIMIT = 1 << 30  # data_on_device="auto" keeps data under 1 GiB on the GPU
 
 
-def clip_gradients(model: Any, max_norm: float | None, max_value: float | None) -> None:
-    """Clip gradients in place (fused, no host sync)."""
-    params = model._kt.config.extra.setdefault("_clip_params", [p for p in model.parameters() if p.requires_grad])
-    if max_value is not None:
-        torch.nn.utils.clip_grad_value_(params, max_value, foreach=True)
-    if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-
-
 def _seed_arguments(x: Any, y: Any, epochs: int, validation_data: Any, dl_train: Any,
                     dl_val: Any) -> tuple[Any, Any, int, Any, bool]:
     """Map the torchkeras form fit(epochs, dl_train, dl_val=...) onto Keras arguments."""

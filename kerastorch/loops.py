@@ -62,11 +62,14 @@ class LogAccumulator:
 
     def totals(self) -> dict[str, torch.Tensor]:
         """Sample-weighted sums per key (device tensors)."""
-        totals = {}
         k = len(self.sizes)
+        weights: dict[tuple, torch.Tensor] = {}  # one host-to-device copy per dtype/device, not per key
+        totals = {}
         for key, buffer in self.buffers.items():
-            weights = torch.tensor(self.sizes, dtype=buffer.dtype).to(buffer.device, non_blocking=True)
-            totals[key] = (buffer[:k] * weights).sum()
+            where = (buffer.dtype, buffer.device)
+            if where not in weights:
+                weights[where] = torch.tensor(self.sizes, dtype=buffer.dtype).to(buffer.device, non_blocking=True)
+            totals[key] = (buffer[:k] * weights[where]).sum()
         return totals
 
     def means(self) -> dict[str, torch.Tensor]:
@@ -93,6 +96,7 @@ class LogAccumulator:
 
     def state_dict(self) -> dict[str, Any]:
         k = len(self.sizes)
+        # noqa: host sync only when a mid-epoch checkpoint is written, never per step
         return {"buffers": {key: buffer[:k].cpu() for key, buffer in self.buffers.items()},
                 "sizes": list(self.sizes)}
 
@@ -226,7 +230,7 @@ def concatenate(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
         # Outputs stay on the device during the loop; one copy to the host at the end.
-        return torch.cat(outputs).cpu() if first.dim() else torch.stack(outputs).cpu()
+        return torch.cat(outputs).cpu() if first.dim() else torch.stack(outputs).cpu()  # noqa: once, after the loop
     if isinstance(first, (tuple, list)):
         return type(first)(concatenate([out[i] for out in outputs]) for i in range(len(first)))
     if isinstance(first, dict):
@@ -245,7 +249,7 @@ def run_fit(model: Any, train_source: Any, val_source: Any, hooks: CallbackList,
     runtime = model._kt
     steps = min(steps_per_epoch or len(train_source), len(train_source))
     hooks.call("on_train_begin", None)
-    start_epoch = runtime.apply_resume(initial_epoch, train_source)
+    start_epoch = runtime.apply_resume(initial_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = runtime.ddp is not None and any_rank(steps != broadcast_int(steps, runtime.config.device),
                                                   runtime.config.device)

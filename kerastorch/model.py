@@ -159,7 +159,7 @@ class Model(nn.Module):
             raise ValueError(f"`scheduler_interval` must be 'epoch' or 'step'. Received: {scheduler_interval!r}")
         if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
             raise ValueError(f"`grad_accum_steps` must be a positive integer. Received: {grad_accum_steps!r}")
-        self.to(resolved_device, memory_format=torch.channels_last) if channels_last else self.to(resolved_device)
+        self.to(resolved_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
         loss_computer = config_module.build_loss(loss, loss_weights, class_weight)
         if loss_computer is not None:
             loss_computer.to(resolved_device)
@@ -176,7 +176,8 @@ class Model(nn.Module):
             lr_scheduler=config_module.build_scheduler(lr_scheduler, built_optimizer),
             scheduler_interval=scheduler_interval,
             grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm,
-            grad_clip_value=grad_clip_value, extra=extra)
+            grad_clip_value=grad_clip_value, trainable=[p for p in self.parameters() if p.requires_grad],
+            extra=extra)
         self._kt.configure_execution(self, data_parallel, jit_compile, channels_last, data_on_device)
 
     # ----------------------------------------------------------------- steps
@@ -238,7 +239,10 @@ class Model(nn.Module):
         if config.grad_clip_norm is not None or config.grad_clip_value is not None:
             if config.penalty is None:
                 scaler.unscale_(config.optimizer)
-            fitting.clip_gradients(self, config.grad_clip_norm, config.grad_clip_value)
+            if config.grad_clip_value is not None:
+                nn.utils.clip_grad_value_(config.trainable, config.grad_clip_value, foreach=True)
+            if config.grad_clip_norm is not None:  # fused, no host sync
+                nn.utils.clip_grad_norm_(config.trainable, config.grad_clip_norm, foreach=True)
         scaler.step(config.optimizer)
         scaler.update()
         config.optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, capture_rng_state, restore_rng_state
+from .checkpoint import CheckpointError, capture_rng_state
 from .distributed import strip_prefixes, unwrap
 
 FORMAT = "kerastorch.training_checkpoint"
@@ -30,20 +30,20 @@ def versions() -> dict[str, str]:
     return {"kerastorch": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()}
 
 
-def callback_key(callback: Any, index: int) -> str:
-    return f"{type(callback).__name__}_{index}"
+def keyed_callbacks(callbacks: list[Any]) -> list[tuple[str, Any]]:
+    """``(ClassName_i, callback)`` pairs: the i-th callback of its class, stable across runs."""
+    counts: dict[str, int] = {}
+    keyed = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        counts[name] = counts.get(name, -1) + 1
+        keyed.append((f"{name}_{counts[name]}", cb))
+    return keyed
 
 
 def callback_states(callbacks: list[Any]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    states = {}
-    for cb in callbacks:
-        name = type(cb).__name__
-        index = counts[name] = counts.get(name, -1) + 1
-        state = cb.state_dict()
-        if state:
-            states[callback_key(cb, index)] = state
-    return states
+    states = {key: cb.state_dict() for key, cb in keyed_callbacks(callbacks)}
+    return {key: state for key, state in states.items() if state}
 
 
 def capture(model: Any, mid_epoch: bool) -> dict[str, Any]:
@@ -109,14 +109,6 @@ def restore(model: Any, checkpoint: dict[str, Any], source: str) -> None:
 
 
 def _restore_callbacks(callbacks: list[Any], states: dict[str, Any]) -> None:
-    counts: dict[str, int] = {}
-    for cb in callbacks:
-        name = type(cb).__name__
-        index = counts[name] = counts.get(name, -1) + 1
-        key = callback_key(cb, index)
+    for key, cb in keyed_callbacks(callbacks):
         if key in states:
             cb.load_state_dict(states[key])
-
-
-def restore_rng(checkpoint: dict[str, Any], key: str = "rng") -> None:
-    restore_rng_state(checkpoint[key])

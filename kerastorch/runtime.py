@@ -113,16 +113,15 @@ class Runtime:
             sampler.set_epoch(epoch)
 
     def begin_epoch_accumulator(self, steps: int) -> LogAccumulator:
+        """A fresh epoch accumulator and reset metrics (refilled when resuming mid-epoch)."""
         accumulator = LogAccumulator(steps)
         self.accumulator = accumulator
         middle = self._mid_epoch
-        if middle is None:
-            reset_metrics_of(self)
-            return accumulator
-        accumulator.load_state_dict(middle["partial_logs"], self.config.device)
+        if middle is not None:
+            accumulator.load_state_dict(middle["partial_logs"], self.config.device)
         for name, metric in self.config.metrics.items():
             metric.reset()
-            if middle["metrics"].get(name):
+            if middle is not None and middle["metrics"].get(name):
                 metric.load_state_dict(middle["metrics"][name])
         return accumulator
 
@@ -159,7 +158,7 @@ class Runtime:
         """Ask the running ``fit`` to resume from ``path`` once on_train_begin hooks have run."""
         self.resume_request = (str(path), trust_checkpoint)
 
-    def apply_resume(self, initial_epoch: int, source: Any) -> int:
+    def apply_resume(self, initial_epoch: int) -> int:
         """Load a requested checkpoint; return the epoch to start from."""
         if self.resume_request is None:
             return initial_epoch
@@ -220,7 +219,3 @@ class Runtime:
             raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports
         raise KeyboardInterrupt
 
-
-def reset_metrics_of(runtime: Runtime) -> None:
-    for metric in runtime.config.metrics.values():
-        metric.reset()

@@ -9,6 +9,7 @@ from ..checkpoint import atomic_save, check_writable, cleanup_temp_files, newest
 from ..distributed import is_rank_zero
 from .base import Callback
 from .model_checkpoint import safe_to_save
+from .save_schedule import SaveSchedule
 
 BACKUP_NAME = "backup.pt"
 
@@ -33,13 +34,11 @@ class BackupAndRestore(Callback):
     def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True) -> None:
         super().__init__()
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-            raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
         self.backup_dir = os.fspath(backup_dir)
         self.path = os.path.join(self.backup_dir, BACKUP_NAME)
-        self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
-        self._batches_seen = 0
-        self._due = False
+        self.schedule = SaveSchedule(save_freq)
+        self.delete_checkpoint = delete_checkpoint
+        self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
 
     def on_train_begin(self, logs=None):
         if is_rank_zero():
@@ -51,19 +50,11 @@ class BackupAndRestore(Callback):
                 runtime.request_resume(self.path)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
+        if self.schedule.per_epoch:
             self.model._kt.defer(lambda: self._save(mid_epoch=False))
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_seen += 1
-        if self._batches_seen % self.save_freq == 0:
-            self._due = True
-        # Inside a gradient-accumulation window the partial gradients are not saved:
-        # wait for the window's optimizer step so the checkpoint resumes exactly.
-        if self._due and self.model._kt.update_now:
-            self._due = False
+        if self.schedule.batch_done(self.model._kt):
             self.model._kt.defer(lambda: self._save(mid_epoch=True))
 
     def _save(self, mid_epoch: bool) -> None:
@@ -82,7 +73,7 @@ class BackupAndRestore(Callback):
         return [self.path] if os.path.exists(self.path) else []
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batches_seen": self._batches_seen, "due": self._due}
+        return self.schedule.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._batches_seen, self._due = state["batches_seen"], state.get("due", False)
+        self.schedule.load_state_dict(state)

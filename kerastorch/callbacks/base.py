@@ -76,6 +76,11 @@ class Callback:
 
 
 def _overrides(callback: Callback, hook: str) -> bool:
+    # A callback lists hooks it overrides but does not need with its current
+    # arguments in ``inactive_hooks`` (e.g. ModelCheckpoint with save_freq="epoch"
+    # skips the per-batch hook), so the hot loop never calls them.
+    if hook in getattr(callback, "inactive_hooks", ()):
+        return False
     method = getattr(type(callback), hook, None)
     return method is not None and method is not getattr(Callback, hook)
 

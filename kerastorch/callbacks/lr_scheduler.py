@@ -67,4 +67,4 @@ class LearningRateScheduler(Callback):
             new_lrs.append(lr)
         if self.verbose > 0 and is_rank_zero():
             shown = ", ".join(f"{lr:.6g}" for lr in new_lrs)
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # noqa: verbose>0 output

@@ -14,6 +14,7 @@ from ..checkpoint import atomic_save, check_writable, cleanup_temp_files
 from ..distributed import is_rank_zero, strip_prefixes, unwrap
 from .base import Callback
 from .monitor import check_monitor, is_better, resolve_mode
+from .save_schedule import SaveSchedule
 
 INTERRUPT_NAME = "interrupted.pt"
 
@@ -65,16 +66,14 @@ class ModelCheckpoint(Callback):
                  save_best_only: bool = False, save_weights_only: bool = True,
                  save_freq: str | int = "epoch", verbose: int = 0) -> None:
         super().__init__()
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-            raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
         self.filepath = os.fspath(filepath)
         self.directory = os.path.dirname(os.path.abspath(self.filepath))
         self.monitor, self.save_best_only = monitor, save_best_only
         self.mode = resolve_mode(monitor, mode)
-        self.save_weights_only, self.save_freq, self.verbose = save_weights_only, save_freq, verbose
+        self.save_weights_only, self.verbose = save_weights_only, verbose
+        self.schedule = SaveSchedule(save_freq)
+        self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
         self.best: float | None = None
-        self._batches_seen = 0
-        self._due = False
 
     def on_train_begin(self, logs=None):
         if self.save_best_only:
@@ -84,19 +83,11 @@ class ModelCheckpoint(Callback):
             cleanup_temp_files(self.directory)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
+        if self.schedule.per_epoch:
             self._maybe_save(epoch, logs or {}, mid_epoch=False)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        self._batches_seen += 1
-        if self._batches_seen % self.save_freq == 0:
-            self._due = True
-        # Inside a gradient-accumulation window the partial gradients are not saved:
-        # wait for the window's optimizer step so the checkpoint resumes exactly.
-        if self._due and self.model._kt.update_now:
-            self._due = False
+        if self.schedule.batch_done(self.model._kt):
             self._maybe_save(self.model._kt.state.epoch, {}, mid_epoch=True)
 
     def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool) -> None:
@@ -128,7 +119,7 @@ class ModelCheckpoint(Callback):
         else:
             atomic_save(resume.capture(self.model, mid_epoch=mid_epoch), path)
         if self.verbose:
-            print(f"ModelCheckpoint: saved {path}")
+            print(f"ModelCheckpoint: saved {path}")  # noqa: verbose=1 output the user asked for
 
     def save_interrupt_checkpoint(self) -> None:
         """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint."""
@@ -144,8 +135,8 @@ class ModelCheckpoint(Callback):
         return [p for p in glob.glob(pattern) if os.path.isfile(p) and not os.path.basename(p).startswith(".")]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "batches_seen": self._batches_seen, "due": self._due}
+        return {"best": self.best, **self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self._batches_seen = state["best"], state["batches_seen"]
-        self._due = state.get("due", False)
+        self.best = state["best"]
+        self.schedule.load_state_dict(state)

@@ -103,7 +103,7 @@ class ReduceLROnPlateau(Callback):
                 set_group_lr(group, new)
                 changes.append(f"{old:.6g} to {new:.6g}")
         if changes and self.verbose > 0 and is_rank_zero():
-            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from {', '.join(changes)}.")
+            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from {', '.join(changes)}.")  # noqa: verbose>0 output
         return bool(changes)
 
     def state_dict(self) -> dict[str, Any]:

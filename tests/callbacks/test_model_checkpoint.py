@@ -108,3 +108,10 @@ def test_backup_resume_continues_history_in_the_same_process(tmp_path):
     history = second.fit(x, y, epochs=4, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history.iloc[:2].equals(first.history)
+
+
+def test_epoch_savers_stay_out_of_the_per_batch_table(tmp_path):
+    from kerastorch.callbacks import CallbackList
+    table = CallbackList([ModelCheckpoint(tmp_path / "a.pt"), BackupAndRestore(tmp_path / "b"),
+                          ModelCheckpoint(tmp_path / "c.pt", save_freq=5)])
+    assert len(table.on_train_batch_end) == 1 and len(table.on_epoch_end) == 3
