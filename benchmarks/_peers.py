@@ -77,8 +77,10 @@ class LightningFit(Contender):
     optimizer (and its Adam state) is created once and reused across runs.
     """
 
+    label = "lightning Trainer.fit"
+
     def __init__(self, workload: Workload, device: torch.device) -> None:
-        super().__init__("lightning Trainer.fit", workload.steps_per_epoch)
+        super().__init__(self.label, workload.steps_per_epoch)
         import lightning as L
 
         loss_fn, task = workload.loss_fn(), workload.task
@@ -131,8 +133,10 @@ class LightningFit(Contender):
 class PoutyneFit(Contender):
     """``poutyne.Model(network, optimizer, loss, batch_metrics=[accuracy]).fit_generator(loader)``."""
 
+    label = "poutyne fit_generator"
+
     def __init__(self, workload: Workload, device: torch.device) -> None:
-        super().__init__("poutyne fit_generator", workload.steps_per_epoch)
+        super().__init__(self.label, workload.steps_per_epoch)
         import poutyne
 
         network = workload.fresh_model()
@@ -169,8 +173,10 @@ class KerasFit(Contender):
     same initial weights. jit_compile=False (eager, as the torch rows).
     """
 
+    label = "keras fit (torch backend)"
+
     def __init__(self, workload: Workload, device: torch.device) -> None:
-        super().__init__("keras fit (torch backend)", workload.steps_per_epoch)
+        super().__init__(self.label, workload.steps_per_epoch)
         import keras
 
         if keras.backend.backend() != "torch":
