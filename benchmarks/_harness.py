@@ -388,12 +388,6 @@ def paired_target(description: str, comparison: Comparison, limit: float, strict
     return Target(f"{description} [{comparison.text()}]", value, limit, passed)
 
 
-def ratio_target(description: str, row: Row, limit: float, strict: bool = False) -> Target:
-    """``row`` median / its baseline's median, at most ``limit`` (below it when ``strict``)."""
-    value = row.ratio
-    return Target(description, value, limit, value < limit if strict else value <= limit)
-
-
 def write_json(path: str | None, script: str, args: argparse.Namespace, rows: Sequence[Row],
                targets: Sequence[Target] = (), notes: Sequence[str] = ()) -> None:
     if not path:

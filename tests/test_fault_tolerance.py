@@ -310,3 +310,43 @@ def test_mid_epoch_backup_inside_an_accumulation_window_resumes_exactly(tmp_path
     code, resumed, error = run_child(accumulating_train, [BackupAndRestore(tmp_path, save_freq=2)])
     assert code == 0, error
     assert_identical(resumed, straight)
+
+
+class NoisyPoints(torch.utils.data.Dataset):
+    """Random augmentation in __getitem__: in a worker process it draws from the worker's RNG."""
+
+    def __init__(self):
+        self.x, self.y = make_data()
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, index):
+        return self.x[index] + 0.1 * torch.randn(4), self.y[index]
+
+
+def worker_loader_train(callbacks=(), init_seed=0):
+    torch.manual_seed(0)
+    model = new_model(init_seed)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(NoisyPoints(), batch_size=8, shuffle=True, num_workers=2)
+    model.fit(loader, epochs=3, callbacks=list(callbacks), verbose=0)
+    return outcome(model)
+
+
+def test_kill_9_mid_epoch_with_dataloader_workers_resumes_bit_identically(tmp_path):
+    # Worker seeds and the shuffle order come from the RNG at iter(loader): the resumed epoch must
+    # replay the epoch start's RNG, so the workers' augmentation noise and the order are the same.
+    code, straight, error = run_child(worker_loader_train)
+    assert code == 0, error
+    code, _, _ = run_child(worker_loader_train, [BackupAndRestore(tmp_path, save_freq=2), KillAt(epoch=1, batch=4)])
+    assert code == -signal.SIGKILL
+    # save_freq counts global steps: 9 per epoch, so epoch 1's backups come after 1, 3 and 5 of its
+    # batches; the kill at batch 4's end (5 done) comes before that write: 3 batches were saved.
+    assert kt.checkpoint.safe_load(tmp_path / "backup.pt")["batch"] == 3
+    code, resumed, error = run_child(worker_loader_train, [BackupAndRestore(tmp_path, save_freq=2)], 7)
+    assert code == 0, error
+    assert_identical(resumed, straight)
+    code, unseeded, error = run_child(worker_loader_train, [], 7)  # the other init really differs
+    assert code == 0, error
+    assert not torch.equal(unseeded["params"]["body.0.weight"], straight["params"]["body.0.weight"])
