@@ -124,10 +124,13 @@ def epoch_logs(model: Any, accumulator: LogAccumulator, prefix: str = "") -> dic
     """Means of the step logs plus metric results (and, in training, the penalty), read once."""
     values = accumulator.global_means()
     ordered = {"loss": values.pop("loss")} if "loss" in values else {}
-    penalty = model._kt.config.penalty
-    if not prefix and penalty is not None:
+    config = model._kt.config
+    if not prefix and config.penalty is not None:
         with torch.no_grad():
-            ordered["reg_loss"] = penalty()  # of the weights at the epoch's end
+            ordered["reg_loss"] = config.penalty()  # of the weights at the epoch's end
+    skipped = config.precision.scaler.skip_count() if not prefix else None
+    if skipped is not None:  # fp16: optimizer steps the GradScaler skipped for inf gradients
+        ordered["amp_skipped_steps"] = skipped
     ordered.update(values)
     for name, metric in model.compiled_metrics.items():
         if launched_distributed():

@@ -57,8 +57,7 @@ class Precision:
         self.mode = mode
         self.device = device
         self.dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[mode]
-        self.scaler = torch.amp.GradScaler(device.type, enabled=(mode == "16-mixed")) \
-            if mode == "16-mixed" else _NoScaler()
+        self.scaler = SkipCountingGradScaler(device.type) if mode == "16-mixed" else _NoScaler()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context that forward and loss run under (a fresh one each call: it may be nested)."""
@@ -66,9 +65,71 @@ class Precision:
             return _NULL_CONTEXT
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+class SkipCountingGradScaler(torch.amp.GradScaler):
+    """``torch.amp.GradScaler`` that also counts, on the device, the steps it skipped.
+
+    fp16 gradients overflow now and then; the scaler then skips the optimizer
+    step and halves its scale. That is normal, not a failure: ``fit`` logs the
+    epoch's count as ``amp_skipped_steps`` and trains on. The count is summed
+    on the device (no host sync) and read with the other epoch logs; it is part
+    of ``state_dict()``, so a mid-epoch checkpoint resumes it.
+
+    Example:
+        >>> scaler = SkipCountingGradScaler("cpu")
+        >>> float(scaler.skip_count())  # nothing skipped yet
+        0.0
+    """
+
+    def __init__(self, device: str = "cuda", **kwargs: Any) -> None:
+        super().__init__(device, **kwargs)
+        self._skipped: torch.Tensor | None = None  # shape (1,), made on the gradients' device
+        self._carried = 0.0  # a count loaded from a checkpoint before the first step
+
+    def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        result = super().step(optimizer, *args, **kwargs)
+        # This step's per-device inf flags (device tensors, cleared by update()): a private
+        # GradScaler method, there since torch 1.6. Reading them costs no sync.
+        found = list(self._found_inf_per_device(optimizer).values())
+        if self._skipped is None:
+            self._skipped = torch.full((1,), self._carried, dtype=torch.float32, device=found[0].device)
+        if len(found) == 1:
+            self._skipped.add_(found[0])
+        else:  # a model split over devices: one skipped step, however many devices saw an inf
+            self._skipped.add_(torch.stack([f.to(self._skipped.device) for f in found]).amax(0))
+        return result
+
+    def skip_count(self) -> torch.Tensor:
+        """Steps skipped since the last :meth:`reset_skip_count` (a device tensor; read it once)."""
+        if self._skipped is None:  # no step yet: the carried count, on the scaler's device
+            return torch.tensor([self._carried], device=self._device)
+        return self._skipped
+
+    def reset_skip_count(self) -> None:
+        """Start a new count (each training epoch)."""
+        self._carried = 0.0
+        if self._skipped is not None:
+            self._skipped.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["skipped_steps"] = float(self.skip_count().item())  # at checkpoint time, not per step
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self._carried = float(state.pop("skipped_steps", 0.0))
+        self._skipped = None
+        super().load_state_dict(state)
+
 
 class _NoScaler:
     """GradScaler stand-in for full precision and bf16: every method passes through."""
+
+    def skip_count(self) -> None:
+        return None  # never skips a step
+
+    def reset_skip_count(self) -> None:
+        pass
 
     def scale(self, loss: torch.Tensor) -> torch.Tensor:
         return loss

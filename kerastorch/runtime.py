@@ -119,6 +119,8 @@ class Runtime:
         middle = self._mid_epoch
         if middle is not None:
             accumulator.load_state_dict(middle["partial_logs"], self.config.device)
+        else:  # a resumed epoch goes on with the count restored from its checkpoint's scaler state
+            self.config.precision.scaler.reset_skip_count()
         for name, metric in self.config.metrics.items():
             metric.reset()
             if middle is not None and middle["metrics"].get(name):

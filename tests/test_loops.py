@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import kerastorch as kt
 from kerastorch.callbacks import Callback
+from kerastorch.precision import Precision
 
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
 
@@ -87,7 +88,7 @@ def test_the_spy_catches_a_per_step_read_of_the_running_logs(host_read_spy):
     assert len(seen) == 2 and all(read.startswith("tolist from kerastorch.loops:") for read in seen), seen
 
 
-@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
 @pytest.mark.parametrize("data", ["tensors", "loader"])
 def test_training_steps_read_nothing_back_to_the_host(host_read_spy, precision, data):
     window, seen = host_read_spy
@@ -95,7 +96,10 @@ def test_training_steps_read_nothing_back_to_the_host(host_read_spy, precision, 
     model = kt.Model.wrap(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0)))
     model.compile("adam", "bce_with_logits", ["accuracy", "auc", "precision", "recall", "f1", "mae"],
                   regularizers=kt.regularizers.L1L2(1e-4, 1e-4), grad_clip_norm=1.0, grad_accum_steps=2,
-                  lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + step)), precision=precision, device="cpu")
+                  lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + step)),
+                  precision="32" if precision == "16-mixed" else precision, device="cpu")
+    if precision == "16-mixed":  # compile() refuses fp16 on CPU (slow there); its scaler logic runs anyway
+        model._kt.config.precision = Precision("16-mixed", torch.device("cpu"))
     x, y = binary_data()
     source = {"x": x, "y": y, "batch_size": 16} if data == "tensors" else \
         {"x": DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)}

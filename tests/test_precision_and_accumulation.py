@@ -1,10 +1,12 @@
 """Gradient accumulation, clipping, mixed precision, torch.compile, DataParallel fallback."""
+import math
+
 import pytest
 import torch
 from torch import nn
 
 import kerastorch as kt
-from kerastorch.precision import Precision, resolve_precision
+from kerastorch.precision import Precision, SkipCountingGradScaler, resolve_precision
 
 
 def mlp(seed=0):
@@ -88,6 +90,50 @@ def test_bf16_mixed_on_cpu_autocasts_forward_and_keeps_fp32_weights():
     model.compile("adam", "mse", precision="bf16-mixed", device="cpu")
     model.fit(*data(8), batch_size=8, epochs=1, verbose=0)
     assert seen == [torch.bfloat16] and model.fc.weight.dtype == torch.float32
+
+
+def fp16_on_cpu(model, init_scale):
+    """compile() refuses fp16 on CPU (slow there); the GradScaler logic itself runs on CPU fine."""
+    precision = Precision("16-mixed", torch.device("cpu"))
+    precision.scaler = SkipCountingGradScaler("cpu", init_scale=init_scale)
+    model._kt.config.precision = precision
+    return precision.scaler
+
+
+def test_fp16_steps_skipped_for_inf_gradients_are_counted_not_failures():
+    model = mlp()
+    model.compile("adam", "mse", device="cpu")
+    scaler = fp16_on_cpu(model, init_scale=2.0 ** 24)  # far too big: fp16 gradients overflow at first
+    history = model.fit(*data(16), batch_size=4, epochs=4, verbose=0)
+    assert len(history) == 4 and history["loss"].notna().all()  # no NaN stop
+    # Each skipped step halves the scale and nothing grows within 2000 steps: log2(start / end) skips.
+    skipped = round(math.log2(2.0 ** 24 / scaler.get_scale()))
+    assert skipped >= 1
+    assert history["amp_skipped_steps"].sum() == skipped
+    assert history["amp_skipped_steps"].iloc[-1] == 0  # the scale has settled
+    first_weight = model.optimizer.param_groups[0]["params"][0]
+    assert float(model.optimizer.state[first_weight]["step"]) == 16 - skipped  # steps really taken
+
+
+def test_skip_count_is_part_of_the_scaler_state():
+    model = mlp()
+    model.compile("adam", "mse", device="cpu")
+    scaler = fp16_on_cpu(model, init_scale=2.0 ** 24)
+    model.fit(*data(8), batch_size=4, epochs=1, verbose=0)
+    counted = float(scaler.skip_count())
+    assert counted == 2  # both steps of the epoch overflowed
+    restored = SkipCountingGradScaler("cpu")
+    restored.load_state_dict(scaler.state_dict())
+    assert float(restored.skip_count()) == counted and restored.get_scale() == scaler.get_scale()
+    restored.reset_skip_count()
+    assert float(restored.skip_count()) == 0
+
+
+def test_no_skip_count_column_without_fp16():
+    model = mlp()
+    model.compile("adam", "mse", device="cpu")
+    history = model.fit(*data(8), batch_size=4, epochs=1, verbose=0)
+    assert list(history.columns) == ["epoch", "loss", "lr"]
 
 
 def test_amp_switch_picks_bf16_on_cpu_and_fp16_needs_cuda():

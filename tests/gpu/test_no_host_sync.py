@@ -1,10 +1,11 @@
 """No host-device sync inside the training step (CUDA only; skipped elsewhere).
 
 Runs fit under ``torch.cuda.set_sync_debug_mode("error")`` for the steps of an
-epoch, in fp32 and bf16 modes: any ``.item()``, ``bool(tensor)`` or blocking
+epoch, in fp32, bf16 and fp16 modes: any ``.item()``, ``bool(tensor)`` or blocking
 copy inside the step raises. Epoch ends, where logs are read once, are
-outside the checked region. fp16's GradScaler syncs in ``step()`` (it checks
-for inf gradients) unless the optimizer is fused, so fp16 is not checked here.
+outside the checked region. fp16's GradScaler syncs in ``step()`` (it reads
+its inf check on the host) unless the optimizer is fused: fp16 is checked with
+``Adam(fused=True)``, where the check stays on the device.
 """
 import pytest
 import torch
@@ -26,11 +27,13 @@ class SyncGuard(Callback):
         torch.cuda.set_sync_debug_mode(0)
 
 
-@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed", "16-mixed"])
 def test_training_steps_do_not_sync(precision):
     torch.manual_seed(0)
     model = kt.Model.wrap(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1)))
-    model.compile("adam", "bce_with_logits", ["accuracy", "auc", "precision", "f1", "mae"],
+    # fp16: GradScaler.step reads found_inf on the host unless the optimizer is fused.
+    optimizer = torch.optim.Adam(model.parameters(), fused=True) if precision == "16-mixed" else "adam"
+    model.compile(optimizer, "bce_with_logits", ["accuracy", "auc", "precision", "f1", "mae"],
                   regularizers=kt.regularizers.L1L2(1e-4, 1e-4), grad_clip_norm=1.0,
                   precision=precision, device="cuda")
     x = torch.randn(512, 8)
