@@ -122,10 +122,14 @@ def wrap_data_parallel(model: nn.Module, device_ids: Any) -> nn.Module:
     import warnings
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     ids = list(range(count)) if device_ids is True else list(device_ids)
-    if count < 2 or len(ids) < 2:
+    if count < 2:
         warnings.warn(f"data_parallel was requested but {count} CUDA device(s) are visible; "
                       "training on a single device. (DistributedDataParallel under torchrun is "
                       "the faster multi-GPU path.)", RuntimeWarning, stacklevel=3)
+        return model
+    if len(ids) < 2:
+        warnings.warn(f"data_parallel={device_ids!r} names one GPU: training on it without "
+                      "nn.DataParallel.", RuntimeWarning, stacklevel=3)
         return model
     return nn.DataParallel(model, device_ids=ids)
 

@@ -154,6 +154,55 @@ def test_data_parallel_without_gpus_warns_and_does_not_wrap():
     assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
 
 
+class RecordingDataParallel(nn.DataParallel):
+    """A CPU stand-in for nn.DataParallel over 2 GPUs: same class, forward passes through, recorded."""
+
+    calls = 0
+
+    def __init__(self, module, device_ids=None):
+        nn.Module.__init__(self)
+        self.module, self.device_ids = module, device_ids
+
+    def forward(self, *inputs, **kwargs):
+        RecordingDataParallel.calls += 1
+        return self.module(*inputs, **kwargs)
+
+
+def test_data_parallel_with_two_gpus_trains_through_the_wrapper_and_shows_the_bare_module(
+        monkeypatch, tmp_path, recwarn):
+    monkeypatch.setattr(kt.distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kt.distributed.torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(kt.distributed.nn, "DataParallel", RecordingDataParallel)
+    RecordingDataParallel.calls = 0
+    model = mlp()
+    model.compile("sgd", "mse", data_parallel=True, device="cpu")
+    monkeypatch.undo()  # only compile needed the two "GPUs"
+    wrapper = model._kt.forward_fn
+    assert isinstance(wrapper, RecordingDataParallel) and wrapper.device_ids == [0, 1]
+    assert wrapper.module is model and model._kt.eval_forward_fn is wrapper
+    x, y = data(16)
+    model.fit(x, y, batch_size=8, epochs=1, validation_data=(x, y), verbose=0)
+    assert RecordingDataParallel.calls == 4  # 2 training + 2 validation batches went through it
+    keys = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert list(model.state_dict()) == keys
+    model.save_weights(tmp_path / "w.pt")
+    assert list(torch.load(tmp_path / "w.pt", weights_only=True)) == keys
+    bare = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1))
+    bare.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True), strict=True)
+    assert torch.allclose(model.predict(x), bare(x).detach(), atol=1e-6)
+    assert "Total params: 26" in model.summary(input_shape=(3,), print_fn=None)
+    assert not [w for w in recwarn if "data_parallel" in str(w.message)]
+
+
+def test_data_parallel_with_one_gpu_id_warns_and_does_not_wrap(monkeypatch):
+    monkeypatch.setattr(kt.distributed.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kt.distributed.torch.cuda, "device_count", lambda: 2)
+    model = mlp()
+    with pytest.warns(RuntimeWarning, match=r"data_parallel=\[1\] names one GPU"):
+        model.compile("sgd", "mse", data_parallel=[1], device="cpu")
+    assert model._kt.forward_fn is model
+
+
 def test_channels_last_converts_model_and_images():
     formats = []
 
