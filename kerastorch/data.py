@@ -177,13 +177,25 @@ class TensorBatcher:
 
 
 class LoaderSource:
-    """Wraps a DataLoader (or any re-iterable of batches) with an optional batch skip."""
+    """Wraps a DataLoader (or any re-iterable of batches) with an optional batch skip.
 
-    def __init__(self, loader: Any) -> None:
+    Args:
+        loader: the user's DataLoader / iterable, or one kerastorch built for a Dataset.
+        built_from: for a DataLoader kerastorch built, its keyword arguments (so that
+            :meth:`pin` can rebuild it); None for the user's own, which stays as given.
+    """
+
+    def __init__(self, loader: Any, built_from: dict[str, Any] | None = None) -> None:
         self.loader = loader
+        self.built_from = built_from
         self.skip_batches = 0
         dataset = getattr(loader, "dataset", None)
         self.num_samples = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
+
+    def pin(self) -> None:
+        """Pinned batches for asynchronous copies to CUDA, if kerastorch built the DataLoader."""
+        if self.built_from is not None and not self.loader.pin_memory:
+            self.loader = DataLoader(**self.built_from, pin_memory=True)
 
     def shard(self, rank: int, world: int, seed: int = 0) -> None:
         if isinstance(self.loader, DataLoader):
@@ -300,9 +312,9 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool,
     arrays = _tensor_dataset_arrays(x)
     if arrays is not None:
         return TensorBatcher(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
-    loader = DataLoader(x, batch_size=batch_size or DEFAULT_BATCH_SIZE, shuffle=shuffle,
-                        generator=generator if shuffle else None)
-    return LoaderSource(loader)
+    options = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
+               "generator": generator if shuffle else None}
+    return LoaderSource(DataLoader(**options), built_from=options)
 
 
 def split_validation(x: Any, y: Any, sample_weight: Any, fraction: float) -> tuple[tuple, tuple]:

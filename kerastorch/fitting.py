@@ -80,6 +80,8 @@ def _place(source: Any, runtime: Any, seed: int) -> Any:
             source.to_device(device)
         else:
             source.pin()
+    elif device.type == "cuda" and isinstance(source, data_module.LoaderSource):
+        source.pin()  # only a DataLoader kerastorch built for a Dataset; the user's own stays as it is
     return source
 
 

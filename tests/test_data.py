@@ -64,6 +64,30 @@ def test_generic_dataset_gets_a_dataloader():
     assert [y.flatten().tolist() for _, y in source] == [[0, 1], [4, 9], [16]]
 
 
+def test_on_cuda_a_dataloader_built_for_a_dataset_is_pinned_and_a_users_is_not():
+    from types import SimpleNamespace
+
+    from kerastorch.fitting import _place
+
+    class Squares(Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.tensor([float(i)]), torch.tensor([float(i * i)])
+
+    on_cuda = SimpleNamespace(config=SimpleNamespace(device=torch.device("cuda")), data_on_device="auto")
+    generator = torch.Generator()
+    built = _place(D.adapt(Squares(), batch_size=2, shuffle=True, generator=generator), on_cuda, 0)
+    loader = built.loader
+    assert loader.pin_memory and loader.batch_size == 2 and len(loader.dataset) == 5
+    assert isinstance(loader.sampler, torch.utils.data.RandomSampler) and loader.sampler.generator is generator
+    users = DataLoader(Squares(), batch_size=2)
+    assert _place(D.adapt(users, batch_size=None, shuffle=True), on_cuda, 0).loader is users
+    on_cpu = SimpleNamespace(config=SimpleNamespace(device=torch.device("cpu")), data_on_device="auto")
+    assert not _place(D.adapt(Squares(), batch_size=2, shuffle=False), on_cpu, 0).loader.pin_memory
+
+
 def test_user_dataloader_used_as_is():
     loader = DataLoader(TensorDataset(torch.zeros(6, 1)), batch_size=4)
     source = D.adapt(loader, batch_size=None, shuffle=True)
