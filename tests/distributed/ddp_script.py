@@ -1,6 +1,6 @@
 """Fit under torchrun (or plainly): the same script for 1 process, 2 processes or 2 nodes.
 
-Usage: python ddp_script.py OUT_DIR   (or torchrun ... ddp_script.py OUT_DIR)
+Usage: python ddp_script.py OUT_DIR [--jit-compile]   (or torchrun ... ddp_script.py OUT_DIR)
 Writes OUT_DIR/rank<r>.pt with the final weights, fit history and evaluate logs.
 """
 import os
@@ -29,11 +29,11 @@ def data(n):
     return x, (x.sum(1, keepdim=True) > 0).float()
 
 
-def main(out_dir):
+def main(out_dir, jit_compile=False):
     torch.manual_seed(0)
     model = kt.Model.wrap(nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)))
     model.compile("sgd", "bce_with_logits", {"acc": "accuracy", "auc": "auc", "n": SampleCount()},
-                  optimizer_kwargs={"lr": 0.1}, device="cpu")
+                  optimizer_kwargs={"lr": 0.1}, device="cpu", jit_compile=jit_compile)
     x, y = data(40)
     history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, validation_data=data(11),
                         callbacks=[kt.callbacks.ModelCheckpoint(os.path.join(out_dir, "last.pt"))])
@@ -45,4 +45,4 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], jit_compile="--jit-compile" in sys.argv[2:])

@@ -93,3 +93,15 @@ def test_same_script_runs_as_one_process(tmp_path):
     finish(run([sys.executable, str(SCRIPT), str(tmp_path)]))
     result = load(tmp_path / "rank0.pt")
     assert result["evaluate"]["n"] == 11.0 and result["history"]["n"] == [40.0] * 3
+
+
+def test_jit_compile_under_ddp_matches_eager_and_saves_bare_keys(two_process_run, tmp_path):
+    finish(run([*TORCHRUN, "--nproc_per_node=2", f"--master-port={free_port()}", str(SCRIPT), str(tmp_path),
+                "--jit-compile"]))
+    rank0, rank1 = load(tmp_path / "rank0.pt"), load(tmp_path / "rank1.pt")
+    assert all(torch.equal(rank0["weights"][k], rank1["weights"][k]) for k in rank0["weights"])
+    eager = load(two_process_run / "rank0.pt")
+    assert list(rank0["weights"]) == list(eager["weights"]) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert all(torch.allclose(rank0["weights"][k], eager["weights"][k], atol=1e-5) for k in eager["weights"])
+    assert rank0["evaluate"] == pytest.approx(eager["evaluate"], abs=1e-5)
+    assert list(torch.load(tmp_path / "last.pt", weights_only=True)) == list(eager["weights"])
