@@ -65,6 +65,7 @@ class Precision:
             return _NULL_CONTEXT
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+
 class SkipCountingGradScaler(torch.amp.GradScaler):
     """``torch.amp.GradScaler`` that also counts, on the device, the steps it skipped.
 
@@ -72,7 +73,8 @@ class SkipCountingGradScaler(torch.amp.GradScaler):
     step and halves its scale. That is normal, not a failure: ``fit`` logs the
     epoch's count as ``amp_skipped_steps`` and trains on. The count is summed
     on the device (no host sync) and read with the other epoch logs; it is part
-    of ``state_dict()``, so a mid-epoch checkpoint resumes it.
+    of ``state_dict()``, so a mid-epoch checkpoint resumes it. Under DDP every
+    rank counts the same steps (the check sees the all-reduced gradients).
 
     Example:
         >>> scaler = SkipCountingGradScaler("cpu")
