@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(UV) pip install --quiet --python $(PY) -e ".[dev,bench]"
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_regularizers.py
+	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_peers.py
 
 clean:

@@ -159,17 +159,18 @@ class HandLoop(Contender):
         precision: None for fp32, or an autocast dtype (bf16/fp16; fp16 adds a GradScaler).
         compiled: train through ``torch.compile(model)``.
         channels_last: convert model and batches to ``torch.channels_last``.
+        adam_kwargs: extra ``torch.optim.Adam`` arguments (e.g. ``fused=True``).
     """
 
     def __init__(self, name: str, workload: Workload, batches: Callable[[], Iterable], device: torch.device,
                  precision: torch.dtype | None = None, compiled: bool = False,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, adam_kwargs: dict[str, Any] | None = None) -> None:
         super().__init__(name, workload.steps_per_epoch)
         self.model = workload.fresh_model().to(device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if compiled else self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=workload.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=workload.lr, **(adam_kwargs or {}))
         self.loss_fn, self.task, self.metric = workload.loss_fn(), workload.task, workload.metric_name
         self.batches, self.device, self.precision = batches, device, precision
         self.memory_format = torch.channels_last if channels_last else torch.preserve_format
@@ -249,16 +250,21 @@ class KerastorchFit(Contender):
         data: ``"loader"`` for ``fit(DataLoader)``, ``"tensors"`` for ``fit(x, y, shuffle=True)``.
         compile_kwargs: extra ``compile`` arguments (regularizers, precision, ...).
         loss: overrides the workload's loss name (e.g. a function).
+        named_optimizer: ``compile(optimizer="adam", optimizer_kwargs={"lr": ...})`` (kerastorch
+            picks the implementation) instead of the same ``torch.optim.Adam(params, lr)`` object
+            every other contender builds.
     """
 
     def __init__(self, name: str, workload: Workload, data: str, device: torch.device,
-                 loss: Any = None, compile_kwargs: dict[str, Any] | None = None) -> None:
+                 loss: Any = None, compile_kwargs: dict[str, Any] | None = None,
+                 named_optimizer: bool = False) -> None:
         super().__init__(name, workload.steps_per_epoch)
         self.model = kt.Model.wrap(workload.fresh_model())
         _, loss_name, metric = TASKS[workload.task]
-        self.model.compile(optimizer=torch.optim.Adam(self.model.parameters(), lr=workload.lr),
-                           loss=loss_name if loss is None else loss, metrics={workload.metric_name: metric},
-                           device=device, **(compile_kwargs or {}))
+        optimizer: dict[str, Any] = {"optimizer": "adam", "optimizer_kwargs": {"lr": workload.lr}} \
+            if named_optimizer else {"optimizer": torch.optim.Adam(self.model.parameters(), lr=workload.lr)}
+        self.model.compile(**optimizer, loss=loss_name if loss is None else loss,
+                           metrics={workload.metric_name: metric}, device=device, **(compile_kwargs or {}))
         self.device = device
         if data == "loader":
             self.fit_args: dict[str, Any] = {"x": workload.loader(device, seed=1)}

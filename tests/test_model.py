@@ -1,4 +1,6 @@
 """Model: compile, fit, evaluate, predict, wrap, and bad input failing before any step."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,6 +90,34 @@ def test_optimizer_forms(tiny):
     opt = torch.optim.Adagrad(tiny.parameters(), lr=0.3)
     tiny.compile(optimizer=opt, loss="mse", device="cpu")
     assert tiny.optimizer is opt
+
+
+def test_named_adam_is_fused_and_trains_like_torch_adam(tiny, binary_data):
+    x, y = binary_data
+    start = {k: v.clone() for k, v in tiny.state_dict().items()}
+    tiny.compile("adam", "mse", optimizer_kwargs={"lr": 0.01}, device="cpu")
+    assert tiny.optimizer.param_groups[0]["fused"] is True
+    tiny.fit(x, y, batch_size=len(x), epochs=3, shuffle=False, verbose=0)
+    # The same three full-batch steps with torch's for-loop Adam on a copy of the start weights.
+    reference = copy.deepcopy(tiny)
+    reference.load_state_dict(start)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.01, foreach=False)
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(reference(x), y.view(-1, 1)).backward()
+        optimizer.step()
+    for name, value in reference.state_dict().items():
+        assert torch.allclose(tiny.state_dict()[name], value, atol=1e-6), name
+
+
+def test_optimizer_implementation_chosen_by_the_user_is_kept(tiny):
+    for kwargs in ({"fused": False}, {"foreach": True}, {"differentiable": False}):
+        tiny.compile("adam", "mse", optimizer_kwargs=kwargs, device="cpu")
+        assert not tiny.optimizer.param_groups[0]["fused"], kwargs
+    tiny.compile("sgd", "mse", device="cpu")  # no fused default outside adam / adamw
+    assert not tiny.optimizer.param_groups[0]["fused"]
+    tiny.compile("adamw", "mse", device="cpu")
+    assert tiny.optimizer.param_groups[0]["fused"] is True
 
 
 def test_multiple_inputs_tuple_and_dict():
