@@ -388,6 +388,19 @@ def paired_target(description: str, comparison: Comparison, limit: float, strict
     return Target(f"{description} [{comparison.text()}]", value, limit, passed)
 
 
+def report(script: str, args: argparse.Namespace, rows: Sequence[Row], baseline_label: str,
+           targets: Sequence[Target], notes: Sequence[str] = ()) -> None:
+    """The end of a benchmark script: the table, the notes, the PASS/FAIL lines, the JSON."""
+    print()
+    print_rows(rows, baseline_label)
+    print()
+    for note in notes:
+        print(f"# {note}")
+    for target in targets:
+        print(target.line())
+    write_json(args.json, script, args, rows, targets, notes)
+
+
 def write_json(path: str | None, script: str, args: argparse.Namespace, rows: Sequence[Row],
                targets: Sequence[Target] = (), notes: Sequence[str] = ()) -> None:
     if not path:

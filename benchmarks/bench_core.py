@@ -60,7 +60,7 @@ import time  # noqa: E402
 
 import torch  # noqa: E402
 
-from _harness import Comparison, base_parser, paired_target, print_rows, race, setup, write_json  # noqa: E402
+from _harness import Comparison, base_parser, paired_target, race, report, setup  # noqa: E402
 from _workloads import (KerastorchFit, Workload, hand_dataloader, hand_slicing, lenet_workload,  # noqa: E402
                         ring_workload, sliced_batches)
 
@@ -108,14 +108,7 @@ def main() -> None:
         targets.append(paired_target(f"{workload.name}: fit(x, y) faster than hand(DataLoader) (< 1.00x)",
                                      Comparison(by_name["kerastorch fit(x, y)"], hand), 1.00, strict=True))
         notes.append(data_alone(workload, args.rounds))
-    print()
-    print_rows(rows, BASELINE)
-    print()
-    for note in notes:
-        print(f"# {note}")
-    for target in targets:
-        print(target.line())
-    write_json(args.json, "bench_core", args, rows, targets, notes)
+    report("bench_core", args, rows, BASELINE, targets, notes)
 
 
 if __name__ == "__main__":

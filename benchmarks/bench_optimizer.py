@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from _harness import Comparison, base_parser, paired_target, print_rows, race, setup, write_json  # noqa: E402
+from _harness import Comparison, base_parser, paired_target, race, report, setup  # noqa: E402
 from _workloads import KerastorchFit, Workload, hand_dataloader, images, lenet_workload, seeded  # noqa: E402
 
 BASELINE = "hand(DataLoader) Adam"
@@ -72,12 +72,7 @@ def main() -> None:
                                      Comparison(by_name[OURS], by_name[BASELINE]), 1.00, strict=True))
         targets.append(paired_target(f'{workload.name}: kerastorch "adam" vs hand Adam(fused=True) <= 1.05x',
                                      Comparison(by_name[OURS], by_name[FUSED]), 1.05))
-    print()
-    print_rows(rows, "default Adam")
-    print()
-    for target in targets:
-        print(target.line())
-    write_json(args.json, "bench_optimizer", args, rows, targets)
+    report("bench_optimizer", args, rows, "default Adam", targets)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import kerastorch as kt  # noqa: E402
-from _harness import Comparison, base_parser, paired_target, print_rows, race, setup, write_json  # noqa: E402
+from _harness import Comparison, base_parser, paired_target, race, report, setup  # noqa: E402
 from _workloads import KerastorchFit, Workload, deep_mlp_workload, ring_workload  # noqa: E402
 
 BASELINE = "fit, no regularization"
@@ -109,12 +109,7 @@ def main() -> None:
         rows += table
         targets.append(paired_target(f"{workload.name}: L1L2 regularizer vs no regularization <= 1.15x",
                                      Comparison(table[1], table[0]), 1.15))
-    print()
-    print_rows(rows, "no-reg")
-    print()
-    for target in targets:
-        print(target.line())
-    write_json(args.json, "bench_regularizers", args, rows, targets)
+    report("bench_regularizers", args, rows, "no-reg", targets)
 
 
 if __name__ == "__main__":

@@ -51,14 +51,17 @@ def test_tensor_dataset_and_subset_take_the_fast_path():
     assert torch.equal(y, x * 2)
 
 
+class Squares(Dataset):
+    """x = i, y = i * i for i in 0..4: a Dataset that is not a TensorDataset."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]), torch.tensor([float(i * i)])
+
+
 def test_generic_dataset_gets_a_dataloader():
-    class Squares(Dataset):
-        def __len__(self):
-            return 5
-
-        def __getitem__(self, i):
-            return torch.tensor([float(i)]), torch.tensor([float(i * i)])
-
     source = D.adapt(Squares(), batch_size=2, shuffle=False)
     assert isinstance(source, D.LoaderSource)
     assert [y.flatten().tolist() for _, y in source] == [[0, 1], [4, 9], [16]]
@@ -68,13 +71,6 @@ def test_on_cuda_a_dataloader_built_for_a_dataset_is_pinned_and_a_users_is_not()
     from types import SimpleNamespace
 
     from kerastorch.fitting import _place
-
-    class Squares(Dataset):
-        def __len__(self):
-            return 5
-
-        def __getitem__(self, i):
-            return torch.tensor([float(i)]), torch.tensor([float(i * i)])
 
     on_cuda = SimpleNamespace(config=SimpleNamespace(device=torch.device("cuda")), data_on_device="auto")
     generator = torch.Generator()
