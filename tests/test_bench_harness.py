@@ -90,3 +90,32 @@ def test_warm_heap_is_off_with_system_malloc(monkeypatch):
     args = parsed("--system-malloc")
     assert isinstance(args, argparse.Namespace) and args.system_malloc
     _harness.warm_heap(args)
+
+
+class Logged(Contender):
+    """Appends its name to a shared log on every run."""
+
+    def __init__(self, name, log):
+        super().__init__(name, steps_per_epoch=1)
+        self.log = log
+
+    def run(self, epochs):
+        self.log.append(self.name)
+        return Timing(0.0, [0.0] * epochs)
+
+
+def test_interleave_runs_each_contender_once_per_round_in_varying_seeded_orders():
+    def rounds_run():
+        log = []
+        racers = [Logged(name, log) for name in "ABCD"]
+        timings = _harness.interleave(racers, rounds=12, epochs=1, threads=torch.get_num_threads())
+        assert {name: len(runs) for name, runs in timings.items()} == {name: 12 for name in "ABCD"}
+        assert log[:4] == list("ABCD")  # the warm-up epoch, in the given order
+        return [tuple(log[i:i + 4]) for i in range(4, len(log), 4)]
+
+    orders = rounds_run()
+    assert all(sorted(order) == list("ABCD") for order in orders)
+    assert len(set(orders)) > 6  # not a fixed or merely rotated order
+    predecessors_of_a = {order[order.index("A") - 1] for order in orders if order[0] != "A"}
+    assert predecessors_of_a == {"B", "C", "D"}
+    assert rounds_run() == orders  # seeded: every run of a script uses the same orders
