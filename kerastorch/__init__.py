@@ -6,8 +6,8 @@ Example:
     >>> model = kt.Model.wrap(nn.Linear(2, 1))
 """
 from . import callbacks, losses, metrics, regularizers
+from ._version import __version__
 from .model import Model
 from .summary import summary
 
-__version__ = "0.1.0"
 __all__ = ["Model", "summary", "callbacks", "losses", "metrics", "regularizers", "__version__"]

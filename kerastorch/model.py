@@ -1,30 +1,45 @@
 """Model: Keras's compile / fit / evaluate / predict / summary on an nn.Module.
 
 Subclass :class:`Model` like ``nn.Module`` (or ``Model.wrap`` an existing
-module), ``compile``, then ``fit``. The network's ``state_dict()`` and
+module), ``compile``, then ``fit``. This module is the user surface and the
+overridable ``*_step`` methods; it holds no loop logic: ``compile`` is
+:func:`kerastorch.compiling.build_config`, and ``fit`` / ``evaluate`` /
+``predict`` are in :mod:`kerastorch.engine`. The network's ``state_dict()`` and
 ``parameters()`` stay its own: optimizer, loss, metrics and scaler live in a
-plain :class:`~kerastorch.config.CompileConfig` held by ``model._kt``.
+plain :class:`~kerastorch.compiling.CompileConfig` (``model._config``), what
+training has done so far in a :class:`~kerastorch.engine.session.FitRecord`
+(``model._record``).
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
 import torch
 from torch import nn
 
-from . import config as config_module
-from . import data as data_module
-from . import fitting
-from . import metrics as metrics_module
-from . import regularizers as regularizers_module
+from . import compiling
 from .callbacks.base import Callback
-from .distributed import resolve_device
-from .loops import read_scalars
-from .precision import Precision, resolve_precision
-from .runtime import Runtime
-from .validation import require_compiled
+from .checkpointing.files import atomic_save, safe_load
+from .checkpointing.training_state import capture, weights_of
+from .checks import reject_unknown_arguments, require_compiled
+from .compat import torchkeras
+from .data import unpack_batch
+from .distributed import strip_prefixes, unwrap
+from .engine import evaluate as evaluate_engine
+from .engine import fit as fit_engine
+from .engine import predict as predict_engine
+from .engine.logs import running_logs
+from .engine.session import FitRecord, Session
+from .engine.step import optimizer_step
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .metrics import Metric
+
+#: The step methods whose override means a fit may log keys compile does not know.
+_STEP_METHODS = ("train_step", "test_step", "compute_loss")
 
 
 class Model(nn.Module):
@@ -48,10 +63,12 @@ class Model(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._init_runtime()
+        self._init_training_state()
 
-    def _init_runtime(self) -> None:
-        self._kt = Runtime()
+    def _init_training_state(self) -> None:
+        self._config: compiling.CompileConfig | None = None  # set by compile()
+        self._record = FitRecord()                          # history, epoch, step count, shuffling
+        self._session: Session | None = None                # the running fit's, for backward_and_step
         self.stop_training = False
 
     @classmethod
@@ -74,31 +91,33 @@ class Model(nn.Module):
         wrapped_type = type(module.__class__.__name__, (module.__class__, Model), {"__module__": __name__})
         wrapped = wrapped_type.__new__(wrapped_type)
         wrapped.__dict__.update(module.__dict__)  # shares _parameters/_modules dicts with module
-        wrapped._init_runtime()
+        wrapped._init_training_state()
         return wrapped
 
     # ----------------------------------------------------------------- properties
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The compiled optimizer."""
-        require_compiled(self._kt.config, "optimizer")
-        return self._kt.config.optimizer
+        require_compiled(self._config, "optimizer")
+        return self._config.optimizer
 
     @property
-    def compiled_metrics(self) -> dict[str, metrics_module.Metric]:
-        config = self._kt.config
+    def compiled_metrics(self) -> dict[str, Metric]:
+        """The compiled metrics by name (empty before ``compile``)."""
+        config = self._config
         return config.metrics if config is not None else {}
 
     @property
     def history(self) -> pd.DataFrame:
         """One row per epoch over all ``fit`` calls: epoch, loss, metrics, val_*, lr."""
-        return pd.DataFrame(self._kt.history_rows)
+        import pandas as pd  # pandas takes most of a second to import: only when asked
+        return pd.DataFrame(self._record.history_rows)
 
     @property
     def device(self) -> torch.device:
         """The compiled device, else the device of the first parameter (CPU if none)."""
-        if self._kt.config is not None:
-            return self._kt.config.device
+        if self._config is not None:
+            return self._config.device
         first = next(self.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
@@ -107,12 +126,12 @@ class Model(nn.Module):
                 optimizer_kwargs: dict[str, Any] | None = None,
                 regularizers: Any = None, loss_weights: Any = None, class_weight: dict | None = None,
                 device: str | torch.device = "auto", precision: str | None = None, amp: bool = False,
-                lr_scheduler: Any = None, scheduler_interval: str = "epoch",
+                lr_scheduler: Any = None, scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
                 grad_accum_steps: int = 1, grad_clip_norm: float | None = None,
                 grad_clip_value: float | None = None, data_parallel: bool | Sequence[int] = False,
                 jit_compile: bool | dict[str, Any] = False, channels_last: bool = False,
                 data_on_device: bool | str = "auto",
-                loss_func: Any = None, metrics_dict: dict | None = None, **extra: Any) -> None:
+                loss_func: Any = None, metrics_dict: dict | None = None, **unknown: Any) -> None:
         """Configure training. Calling again replaces the whole configuration.
 
         Args:
@@ -136,7 +155,7 @@ class Model(nn.Module):
                 (the way that works with a named optimizer) a callable
                 ``optimizer -> scheduler``, e.g. ``lambda opt: StepLR(opt, 10)``. Stepped
                 each ``scheduler_interval`` ("epoch" or "step"); a ``ReduceLROnPlateau``
-                gets the monitored value (``scheduler_monitor="val_loss"``).
+                gets the value named by ``scheduler_monitor`` (default "val_loss").
             grad_accum_steps: batches per optimizer step.
             grad_clip_norm / grad_clip_value: gradient clipping before each step
                 (after unscaling under fp16).
@@ -149,42 +168,30 @@ class Model(nn.Module):
                 takes under 1 GiB), so epochs copy nothing from the host.
             loss_func / metrics_dict: the torchkeras names for ``loss`` / ``metrics``.
 
+        Raises:
+            TypeError: an unknown keyword argument (named, with the closest valid one).
+            ValueError: a bad value. Every argument is checked before anything
+                changes, so a failed ``compile`` keeps the previous configuration.
+
         Example:
             >>> net = Model.wrap(nn.Linear(3, 1))
             >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
         """
-        loss, metrics = _merge_seed_names(loss, loss_func, metrics, metrics_dict)
-        resolved_device = resolve_device(device)
-        if scheduler_interval not in ("epoch", "step"):
-            raise ValueError(f"`scheduler_interval` must be 'epoch' or 'step'. Received: {scheduler_interval!r}")
-        if isinstance(grad_accum_steps, bool) or not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
-            raise ValueError(f"`grad_accum_steps` must be a positive integer. Received: {grad_accum_steps!r}")
-        self.to(resolved_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-        loss_computer = config_module.build_loss(loss, loss_weights, class_weight)
-        if loss_computer is not None:
-            loss_computer.to(resolved_device)
-        built_metrics = metrics_module.build(metrics, from_logits=config_module.outputs_are_logits(loss))
-        for metric in built_metrics.values():
-            metric.to(resolved_device)
-        built_optimizer = config_module.build_optimizer(optimizer, self, optimizer_kwargs)
-        self._kt.config = config_module.CompileConfig(
-            optimizer=built_optimizer,
-            loss=loss_computer, metrics=built_metrics,
-            penalty=regularizers_module.bind(regularizers, self),
-            device=resolved_device,
-            precision=Precision(resolve_precision(precision, amp, resolved_device), resolved_device),
-            lr_scheduler=config_module.build_scheduler(lr_scheduler, built_optimizer),
-            scheduler_interval=scheduler_interval,
-            grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm,
-            grad_clip_value=grad_clip_value, trainable=[p for p in self.parameters() if p.requires_grad],
-            extra=extra)
-        self._kt.configure_execution(self, data_parallel, jit_compile, channels_last, data_on_device)
+        reject_unknown_arguments("compile", unknown, _COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
+        loss, metrics = torchkeras.merge_compile_names(loss, loss_func, metrics, metrics_dict)
+        self._config = compiling.build_config(
+            self, optimizer=optimizer, loss=loss, metrics=metrics, optimizer_kwargs=optimizer_kwargs,
+            regularizers=regularizers, loss_weights=loss_weights, class_weight=class_weight, device=device,
+            precision=precision, amp=amp, lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
+            scheduler_monitor=scheduler_monitor, grad_accum_steps=grad_accum_steps,
+            grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, data_parallel=data_parallel,
+            jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device)
 
     # ----------------------------------------------------------------- steps
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
-        runtime = self._kt
-        forward = runtime.forward_fn if self.training else runtime.eval_forward_fn
+        config = self._config
+        forward = None if config is None else config.forward_fn if self.training else config.eval_forward_fn
         if forward is None:  # not compiled (predict works without compile); no `or`: it would call len()
             forward = self
         if isinstance(x, (tuple, list)):
@@ -204,8 +211,8 @@ class Model(nn.Module):
         penalty of the weights at each epoch's end (computed once per epoch, not
         per step). Validation excludes the penalty (Keras's convention).
         """
-        config = self._kt.config
-        if config.loss is None:
+        config = self._config
+        if config is None or config.loss is None:
             raise RuntimeError("No loss was compiled. Call compile(loss=...) before fit/evaluate.")
         loss, components = config.loss(y_pred, y, sample_weight)
         return loss, {"loss": loss.detach(), **components}
@@ -219,35 +226,18 @@ class Model(nn.Module):
         """Backward; then, on update steps, regularizer gradients, ``on_backward_end`` hooks,
         clipping and the optimizer step (with gradient accumulation and AMP scaling).
 
+        Inside ``fit`` it follows the running accumulation window; outside it
+        steps the optimizer every call (see :mod:`kerastorch.engine.step`).
+
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
             >>> net.backward_and_step(net(torch.ones(1, 2)).pow(2).mean())
         """
-        runtime = self._kt
-        config = runtime.config
-        scaler = config.precision.scaler
-        divisor = runtime.accum_divisor
-        scaler.scale(loss if divisor == 1 else loss / divisor).backward()
-        update = runtime.update_now
-        if update and config.penalty is not None:
-            scaler.unscale_(config.optimizer)  # the penalty gradient is added unscaled
-            config.penalty.add_gradients()
-        for hook in runtime.hooks.on_backward_end:
-            hook(runtime.state.batch, None)
-        if not update:
-            return
-        if config.grad_clip_norm is not None or config.grad_clip_value is not None:
-            if config.penalty is None:
-                scaler.unscale_(config.optimizer)
-            if config.grad_clip_value is not None:
-                nn.utils.clip_grad_value_(config.trainable, config.grad_clip_value, foreach=True)
-            if config.grad_clip_norm is not None:  # fused, no host sync
-                nn.utils.clip_grad_norm_(config.trainable, config.grad_clip_norm, foreach=True)
-        scaler.step(config.optimizer)
-        scaler.update()
-        config.optimizer.zero_grad(set_to_none=True)
-        if config.lr_scheduler is not None and config.scheduler_interval == "step":
-            config.lr_scheduler.step()
+        config = self._config
+        if config is None:
+            raise RuntimeError("You must call `compile()` before `backward_and_step()`. "
+                               "Example: model.compile(optimizer='adam', loss='mse')")
+        optimizer_step(loss, config, self._session)
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One training step on a device batch; returns scalar tensors to log.
@@ -266,8 +256,8 @@ class Model(nn.Module):
             ...         self.update_metrics(y_pred, y)
             ...         return {"loss": mse.detach(), "l1": l1.detach()}
         """
-        x, y, sample_weight = data_module.unpack_batch(batch)
-        with self._kt.config.precision.autocast():
+        x, y, sample_weight = unpack_batch(batch)
+        with self._config.precision.autocast():
             y_pred = self.forward_batch(x)
             loss, logs = self.compute_loss(y_pred, y, sample_weight)
         self.backward_and_step(loss)
@@ -276,18 +266,18 @@ class Model(nn.Module):
 
     def test_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One evaluation step (under inference mode); returns scalar tensors to log."""
-        x, y, sample_weight = data_module.unpack_batch(batch)
-        with self._kt.config.precision.autocast():
+        x, y, sample_weight = unpack_batch(batch)
+        with self._config.precision.autocast():
             y_pred = self.forward_batch(x)
-            logs = {} if self._kt.config.loss is None else \
+            logs = {} if self._config.loss is None else \
                 self.compute_loss(y_pred, y, sample_weight, training=False)[1]
         self.update_metrics(y_pred, y, sample_weight)
         return logs
 
     def predict_step(self, batch: Any) -> Any:
         """One prediction step: the model's output for the batch's ``x``."""
-        x, _, _ = data_module.unpack_batch(batch)
-        precision = self._kt.config.precision if self._kt.config is not None else None
+        x, _, _ = unpack_batch(batch)
+        precision = self._config.precision if self._config is not None else None
         if precision is None:
             return self.forward_batch(x)
         with precision.autocast():
@@ -336,13 +326,22 @@ class Model(nn.Module):
             >>> net.fit(torch.randn(10, 2), torch.randn(10, 1), batch_size=4, epochs=1, verbose=0).shape
             (1, 3)
         """
-        return fitting.fit(self, x=x, y=y, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                           callbacks=callbacks, validation_data=validation_data,
-                           validation_split=validation_split, shuffle=shuffle,
-                           initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                           sample_weight=sample_weight, dl_train=dl_train, dl_val=dl_val,
-                           log_step_freq=log_step_freq, resume_from=resume_from,
-                           trust_checkpoint=trust_checkpoint)
+        x, y, epochs, validation_data, torchkeras_form = torchkeras.fit_arguments(
+            x, y, epochs, validation_data, dl_train, dl_val)
+        require_compiled(self._config, "fit")
+        rows_before = len(self._record.history_rows)
+        has_validation = validation_data is not None or bool(validation_split)
+        fit_engine.fit(self, self._config, self._record, x=x, y=y, batch_size=batch_size, epochs=epochs,
+                       verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                       validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
+                       steps_per_epoch=steps_per_epoch, sample_weight=sample_weight,
+                       torchkeras_form=torchkeras_form, log_step_freq=log_step_freq, resume_from=resume_from,
+                       trust_checkpoint=trust_checkpoint,
+                       log_keys=compiling.known_log_keys(self._config, has_validation),
+                       custom_logs=self._has_custom_logs())
+        if torchkeras_form:
+            return torchkeras.history_frame(self.history, rows_before)
+        return self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
@@ -355,7 +354,9 @@ class Model(nn.Module):
             >>> sorted(net.evaluate(torch.zeros(3, 2), torch.zeros(3, 1)))
             ['loss']
         """
-        return fitting.evaluate(self, x, y, batch_size, verbose, callbacks, sample_weight)
+        require_compiled(self._config, "evaluate")
+        return evaluate_engine.evaluate(self, self._config, self._record, x, y, batch_size, verbose, callbacks,
+                                        sample_weight)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
                 callbacks: Sequence[Callback] | None = None) -> Any:
@@ -369,16 +370,22 @@ class Model(nn.Module):
             >>> net.predict(torch.zeros(5, 2)).shape
             torch.Size([5, 3])
         """
-        return fitting.predict(self, x, batch_size, verbose, callbacks)
+        return predict_engine.predict(self, self._config, self._record, x, batch_size, verbose, callbacks,
+                                      self.device)
 
     def running_logs(self) -> dict[str, float]:
-        """The current epoch's running means and metrics (one host sync; for progress displays)."""
-        accumulator = self._kt.accumulator
-        if accumulator is None or not accumulator.count:
+        """The running epoch's means and metrics so far (one host sync; for progress displays)."""
+        session = self._session
+        if session is None or self._config is None:
             return {}
-        values = accumulator.means()
-        values.update({name: m.result() for name, m in self.compiled_metrics.items() if _cheap(m)})
-        return read_scalars(values)
+        return running_logs(self._config, session.accumulator)
+
+    def _has_custom_logs(self) -> bool:
+        """True when a fit may log keys compile does not know (a custom step or a user loss)."""
+        cls = type(self)
+        if any(getattr(cls, name) is not getattr(Model, name) for name in _STEP_METHODS):
+            return True
+        return self._config is not None and compiling.loss_is_user_code(self._config)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a full training checkpoint atomically (weights, optimizer, history, RNG...).
@@ -389,15 +396,11 @@ class Model(nn.Module):
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
             >>> import tempfile, os; d = tempfile.mkdtemp(); net.save(os.path.join(d, "full.pt"))
         """
-        from . import resume
-        from .checkpoint import atomic_save
-        require_compiled(self._kt.config, "save")
-        atomic_save(resume.capture(self, mid_epoch=False), path)
+        require_compiled(self._config, "save")
+        atomic_save(capture(self, Session(self._config, self._record, None), mid_epoch=False), path)
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the plain state_dict (no wrapper prefixes) atomically; loadable in bare PyTorch."""
-        from .checkpoint import atomic_save
-        from .distributed import strip_prefixes, unwrap
         atomic_save(strip_prefixes(unwrap(self).state_dict()), path)
 
     def load_weights(self, path: str | os.PathLike, strict: bool = True,
@@ -409,11 +412,8 @@ class Model(nn.Module):
             >>> import tempfile, os; p = os.path.join(tempfile.mkdtemp(), "w.pt")
             >>> net.save_weights(p); net.load_weights(p)
         """
-        from . import resume
-        from .checkpoint import safe_load
-        from .distributed import unwrap
         loaded = safe_load(path, map_location=self.device, trust_checkpoint=trust_checkpoint)
-        unwrap(self).load_state_dict(resume.weights_of(loaded, os.fspath(path)), strict=strict)
+        unwrap(self).load_state_dict(weights_of(loaded, os.fspath(path)), strict=strict)
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
                 **kwargs: Any) -> str:
@@ -424,22 +424,11 @@ class Model(nn.Module):
             >>> "Total params: 3" in text
             True
         """
-        from .summary import summary
+        from .summary import summary  # torchinfo is imported when a summary is asked for
         return summary(self, input_shape=input_shape, input_dtype=input_dtype, input_data=input_data, **kwargs)
 
 
-def _cheap(metric: metrics_module.Metric) -> bool:
-    # AUC ranks the whole epoch: too costly to recompute on every progress refresh.
-    return not isinstance(metric, (metrics_module.AUC, metrics_module.TorchmetricsAdapter))
 
-
-def _merge_seed_names(loss: Any, loss_func: Any, metrics: Any, metrics_dict: Any) -> tuple[Any, Any]:
-    if loss_func is not None:
-        if loss is not None:
-            raise ValueError("Pass either `loss` or its torchkeras name `loss_func`, not both.")
-        loss = loss_func
-    if metrics_dict is not None:
-        if metrics is not None:
-            raise ValueError("Pass either `metrics` or its torchkeras name `metrics_dict`, not both.")
-        metrics = metrics_dict
-    return loss, metrics
+#: Every keyword argument ``Model.compile`` takes (for the unknown-argument message).
+_COMPILE_ARGUMENTS = tuple(name for name in Model.compile.__code__.co_varnames[
+    1:Model.compile.__code__.co_argcount + Model.compile.__code__.co_kwonlyargcount])

@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .. import resume
-from ..checkpoint import atomic_save, check_writable, cleanup_temp_files, newest_valid
+from ..checkpointing import training_state
+from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files, newest_valid
+from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..distributed import is_rank_zero
 from .base import Callback
-from .model_checkpoint import safe_to_save
-from .save_schedule import SaveSchedule
 
 BACKUP_NAME = "backup.pt"
 
@@ -39,33 +38,42 @@ class BackupAndRestore(Callback):
         self.schedule = SaveSchedule(save_freq)
         self.delete_checkpoint = delete_checkpoint
         self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
+        self._pending: bool | None = None  # mid_epoch of the backup decided this hook
 
     def on_train_begin(self, logs=None):
         if is_rank_zero():
             check_writable(self.backup_dir)
             cleanup_temp_files(self.backup_dir)
-        runtime = self.model._kt
-        if runtime.resume_request is None and os.path.exists(self.path):
-            if newest_valid([self.path]) is not None:  # a corrupt backup warns and is ignored
-                runtime.request_resume(self.path)
+
+    def auto_resume_path(self) -> str | None:
+        """The backup, when one exists and is valid (a corrupt backup warns and is ignored)."""
+        if os.path.exists(self.path) and newest_valid([self.path]) is not None:
+            return self.path
+        return None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.schedule.per_epoch:
-            self.model._kt.defer(lambda: self._save(mid_epoch=False))
+            self._pending = False
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.schedule.batch_done(self.model._kt):
-            self.model._kt.defer(lambda: self._save(mid_epoch=True))
+        if self.schedule.batch_done(self.session):
+            self._pending = True
+
+    def flush_writes(self) -> None:
+        # After every callback's hook, so the saved callback states are this epoch's.
+        mid_epoch, self._pending = self._pending, None
+        if mid_epoch is not None:
+            self._save(mid_epoch)
 
     def _save(self, mid_epoch: bool) -> None:
-        if is_rank_zero() and safe_to_save(self.model):
-            atomic_save(resume.capture(self.model, mid_epoch=mid_epoch), self.path)
+        if is_rank_zero() and safe_to_save(self.model, self.session):
+            atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), self.path)
 
     def save_interrupt_checkpoint(self) -> None:
         self._save(mid_epoch=True)
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint and is_rank_zero() and not self.model._kt.nonfinite \
+        if self.delete_checkpoint and is_rank_zero() and not self.session.nonfinite \
                 and os.path.exists(self.path):
             os.remove(self.path)
 

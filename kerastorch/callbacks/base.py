@@ -8,6 +8,21 @@ number epochs from 1.
 Per-batch ``logs`` hold *device tensors* (the batch loss and whatever
 ``train_step`` returned), never Python floats: turning them into numbers is a
 host-device sync, which a callback that needs it pays for itself.
+
+Besides the hooks, a callback may declare optional *capabilities*; each has a
+default on :class:`Callback`, and the engine calls the overridden ones directly
+(the tables in :class:`CallbackList` are built once per call):
+
+* ``inactive_hooks``: overridden hooks not needed with the current arguments
+  (e.g. a per-batch hook of a saver with ``save_freq="epoch"``), left out of the
+  hot loop;
+* :meth:`Callback.flush_writes`: checkpoint writes decided in a hook, run once
+  *every* callback has run that hook, so saved callback states are the epoch's own;
+* :meth:`Callback.save_interrupt_checkpoint`: on Ctrl-C / SIGTERM;
+* :meth:`Callback.resume_candidates`: files ``fit(resume_from="auto")`` may continue from;
+* :meth:`Callback.auto_resume_path`: a checkpoint to continue from without being asked
+  (BackupAndRestore's backup);
+* :meth:`Callback.state_dict` / :meth:`Callback.load_state_dict`: resumable state.
 """
 from __future__ import annotations
 
@@ -30,8 +45,12 @@ class Callback:
 
     ``self.model`` is the unwrapped :class:`kerastorch.Model` (never a
     ``DataParallel``/``DDP`` wrapper); ``self.params`` holds ``epochs``,
-    ``steps`` and ``verbose`` for the current ``fit``/``evaluate``/``predict``.
-    Stop training with ``self.model.stop_training = True``.
+    ``steps``, ``verbose`` and, in ``fit``, ``has_validation`` and ``log_keys``
+    (the epoch-log keys a default fit produces, None when a custom step may
+    log others) for the current ``fit``/``evaluate``/``predict``;
+    ``self.session`` is the running call's
+    :class:`~kerastorch.engine.session.Session` (epoch, batch, global step, the
+    compiled configuration). Stop training with ``self.model.stop_training = True``.
 
     Example:
         >>> class PrintEpoch(Callback):
@@ -39,15 +58,23 @@ class Callback:
         ...         print(epoch, round(logs["loss"], 3))
     """
 
+    #: Overridden hooks this instance does not need with its arguments (kept out of the hot loop).
+    inactive_hooks: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         self.model: Any = None
         self.params: dict[str, Any] = {}
+        self.session: Any = None
 
     def set_model(self, model: Any) -> None:
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
+
+    def set_session(self, session: Any) -> None:
+        """Called by fit / evaluate / predict with the running call's Session (None after it)."""
+        self.session = session
 
     # Keras-compatible hooks; each is a no-op here and only the overridden ones are called.
     def on_train_begin(self, logs: dict | None = None) -> None: ...
@@ -66,6 +93,21 @@ class Callback:
     def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
     def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
 
+    # Capabilities (see the module docstring): the engine calls the overridden ones.
+    def flush_writes(self) -> None:
+        """Write the checkpoints decided in the hook just run (after every callback ran it)."""
+
+    def save_interrupt_checkpoint(self) -> None:
+        """Write a resumable checkpoint now: fit was interrupted (Ctrl-C, SIGTERM)."""
+
+    def resume_candidates(self) -> list[str]:
+        """Checkpoint files ``fit(resume_from="auto")`` may continue from (newest valid wins)."""
+        return []
+
+    def auto_resume_path(self) -> str | None:
+        """A checkpoint to continue from when ``fit`` was given no ``resume_from`` (after on_train_begin)."""
+        return None
+
     # Checkpointable callbacks (EarlyStopping, ...) override these two.
     def state_dict(self) -> dict[str, Any]:
         """Return the callback's resumable state (plain Python / tensors only)."""
@@ -75,14 +117,16 @@ class Callback:
         """Restore what :meth:`state_dict` returned."""
 
 
-def _overrides(callback: Callback, hook: str) -> bool:
-    # A callback lists hooks it overrides but does not need with its current
-    # arguments in ``inactive_hooks`` (e.g. ModelCheckpoint with save_freq="epoch"
-    # skips the per-batch hook), so the hot loop never calls them.
-    if hook in getattr(callback, "inactive_hooks", ()):
+#: The capabilities the engine calls on the callbacks that override them.
+CAPABILITIES: tuple[str, ...] = ("flush_writes", "save_interrupt_checkpoint", "resume_candidates",
+                                 "auto_resume_path")
+
+
+def _overrides(callback: Callback, name: str) -> bool:
+    if name in callback.inactive_hooks:
         return False
-    method = getattr(type(callback), hook, None)
-    return method is not None and method is not getattr(Callback, hook)
+    method = getattr(type(callback), name, None)
+    return method is not None and method is not getattr(Callback, name)
 
 
 class CallbackList:
@@ -90,7 +134,9 @@ class CallbackList:
 
     The table of overriding callbacks is built once, so a hook nobody
     overrides costs one attribute read and an empty loop, whatever the number
-    of callbacks. ``hooks.on_train_batch_end`` is a tuple of bound methods.
+    of callbacks. ``hooks.on_train_batch_end`` is a tuple of bound methods, and
+    so is each capability (``hooks.flush_writes``, ...). ``batch_writers`` are the
+    ``flush_writes`` of callbacks whose per-batch hook is active.
 
     Example:
         >>> cbs = CallbackList([Callback()])
@@ -113,9 +159,14 @@ class CallbackList:
         self._build_table()
 
     def _build_table(self) -> None:
-        for hook in HOOKS:
-            methods = tuple(getattr(cb, hook) for cb in self.callbacks if _overrides(cb, hook))
-            setattr(self, hook, methods)
+        for name in (*HOOKS, *CAPABILITIES):
+            setattr(self, name, tuple(getattr(cb, name) for cb in self.callbacks if _overrides(cb, name)))
+        self.batch_writers = tuple(cb.flush_writes for cb in self.callbacks
+                                   if _overrides(cb, "flush_writes") and _overrides(cb, "on_train_batch_end"))
+
+    def set_session(self, session: Any) -> None:
+        for cb in self.callbacks:
+            cb.set_session(session)
 
     def set_model(self, model: Any) -> None:
         self.model = model

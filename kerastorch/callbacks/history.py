@@ -18,7 +18,7 @@ class History(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         row = {"epoch": epoch + 1}
         row.update(order_logs(logs or {}))
-        self.model._kt.history_rows.append(row)
+        self.session.record.history_rows.append(row)
 
 
 def order_logs(logs: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class LearningRateScheduler(Callback):
         self.verbose = verbose
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        if self.model._kt.config.lr_scheduler is not None:
+        if self.session is not None and self.session.config.lr_scheduler is not None:
             warnings.warn("LearningRateScheduler and the compiled `lr_scheduler` both set the learning "
                           "rate; LearningRateScheduler overrides it at each epoch start.",
                           RuntimeWarning, stacklevel=2)
@@ -67,4 +67,4 @@ class LearningRateScheduler(Callback):
             new_lrs.append(lr)
         if self.verbose > 0 and is_rank_zero():
             shown = ", ".join(f"{lr:.6g}" for lr in new_lrs)
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # noqa: verbose>0 output
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # verbose > 0: output the user asked for

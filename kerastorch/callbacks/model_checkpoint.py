@@ -4,40 +4,16 @@ from __future__ import annotations
 import glob
 import math
 import os
-import warnings
 from typing import Any
 
-import torch
-
-from .. import resume
-from ..checkpoint import atomic_save, check_writable, cleanup_temp_files
+from ..checkpointing import training_state
+from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files
+from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..distributed import is_rank_zero, strip_prefixes, unwrap
 from .base import Callback
 from .monitor import check_monitor, is_better, resolve_mode
-from .save_schedule import SaveSchedule
 
 INTERRUPT_NAME = "interrupted.pt"
-
-
-def finite_weights(model: Any) -> bool:
-    """True when every floating parameter and buffer is finite (one host sync)."""
-    tensors = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]
-    if not tensors:
-        return True
-    norms = torch._foreach_norm([t.detach().float() for t in tensors], 1)
-    return bool(torch.isfinite(torch.stack(norms)).all())
-
-
-def safe_to_save(model: Any) -> bool:
-    """No non-finite loss recorded this epoch and finite weights; warns when saving is refused."""
-    runtime = model._kt
-    accumulator = runtime.accumulator
-    bad = runtime.nonfinite or (accumulator is not None and accumulator.first_nonfinite() is not None)
-    if bad or not finite_weights(model):
-        warnings.warn("Not writing a checkpoint: the loss or the weights are non-finite. "
-                      "The previous checkpoint is kept.", RuntimeWarning, stacklevel=3)
-        return False
-    return True
 
 
 class ModelCheckpoint(Callback):
@@ -74,6 +50,7 @@ class ModelCheckpoint(Callback):
         self.schedule = SaveSchedule(save_freq)
         self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
         self.best: float | None = None
+        self._pending: list[tuple[str, bool]] = []  # (path, mid_epoch) decided this hook
 
     def on_train_begin(self, logs=None):
         if self.save_best_only:
@@ -87,8 +64,8 @@ class ModelCheckpoint(Callback):
             self._maybe_save(epoch, logs or {}, mid_epoch=False)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.schedule.batch_done(self.model._kt):
-            self._maybe_save(self.model._kt.state.epoch, {}, mid_epoch=True)
+        if self.schedule.batch_done(self.session):
+            self._maybe_save(self.session.epoch, {}, mid_epoch=True)
 
     def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool) -> None:
         if self.save_best_only:
@@ -97,14 +74,18 @@ class ModelCheckpoint(Callback):
                 return
             if self.best is not None and not is_better(current, self.best, self.mode, 0.0):
                 return
-        if not is_rank_zero() or not safe_to_save(self.model):
+        if not is_rank_zero() or not safe_to_save(self.model, self.session):
             return
         if self.save_best_only:
             self.best = logs[self.monitor]
-        path = self._format_path(epoch, logs)
-        # Written after every callback's hook for this epoch/batch, so the saved
-        # callback states (EarlyStopping counters, ...) are this epoch's.
-        self.model._kt.defer(lambda: self._write(path, mid_epoch))
+        # Written by flush_writes, after every callback's hook for this epoch/batch, so
+        # the saved callback states (EarlyStopping counters, ...) are this epoch's.
+        self._pending.append((self._format_path(epoch, logs), mid_epoch))
+
+    def flush_writes(self) -> None:
+        pending, self._pending = self._pending, []
+        for path, mid_epoch in pending:
+            self._write(path, mid_epoch)
 
     def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
         try:
@@ -117,14 +98,15 @@ class ModelCheckpoint(Callback):
         if self.save_weights_only:
             atomic_save(strip_prefixes(unwrap(self.model).state_dict()), path)
         else:
-            atomic_save(resume.capture(self.model, mid_epoch=mid_epoch), path)
+            atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), path)
         if self.verbose:
-            print(f"ModelCheckpoint: saved {path}")  # noqa: verbose=1 output the user asked for
+            print(f"ModelCheckpoint: saved {path}")  # verbose=1: output the user asked for
 
     def save_interrupt_checkpoint(self) -> None:
         """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint."""
-        if is_rank_zero() and safe_to_save(self.model):
-            atomic_save(resume.capture(self.model, mid_epoch=True), os.path.join(self.directory, INTERRUPT_NAME))
+        if is_rank_zero() and safe_to_save(self.model, self.session):
+            atomic_save(training_state.capture(self.model, self.session, mid_epoch=True),
+                        os.path.join(self.directory, INTERRUPT_NAME))
 
     def resume_candidates(self) -> list[str]:
         """Files ``fit(resume_from="auto")`` may continue from (full checkpoints only)."""

@@ -3,7 +3,8 @@
 * :func:`resolve_mode` turns ``mode="auto"`` into "min" or "max";
 * :func:`is_better` is the one "is this an improvement" comparison;
 * :func:`check_monitor` rejects, in ``on_train_begin`` (before any optimizer
-  step), a monitored name that ``fit`` will never log;
+  step), a monitored name that ``fit`` will never log (fit passes the keys it
+  will log in the callback's ``params``);
 * :func:`require_logged` is the same check at epoch end, for names that could
   not be decided before training (custom ``train_step``, losses returning dicts).
 """
@@ -59,62 +60,31 @@ def is_better(current: float, best: float | None, mode: str, min_delta: float = 
     raise ValueError(f"`mode` must be 'min' or 'max'. Received: mode={mode!r}")
 
 
-def _open_key_set(model: Any) -> bool:
-    """True when the model may log keys not known before training.
-
-    That is when it overrides the step or loss methods, or when a compiled loss is
-    user code (which may return a dict of extra components).
-    """
-    from ..model import Model
-    cls = type(model)
-    if any(getattr(cls, name, None) is not getattr(Model, name)
-           for name in ("train_step", "test_step", "compute_loss")):
-        return True
-    config = model._kt.config
-    loss = getattr(config, "loss", None)
-    if loss is None:
-        return False
-    for single in loss.losses.values():
-        fn = single.fn
-        module = type(fn).__module__ if hasattr(type(fn), "forward") else getattr(fn, "__module__", "")
-        if not (module or "").startswith(("torch.", "kerastorch.")):
-            return True
-    return False
-
-
-def known_keys(model: Any, has_validation: bool) -> list[str]:
-    """The epoch-log keys a default ``fit`` of ``model`` will produce, in history order."""
-    config = model._kt.config
-    train = ["loss"]
-    loss = getattr(config, "loss", None)
-    if loss is not None and loss.structure is not None:
-        train += [f"{key if loss.structure == 'dict' else f'output_{key}'}_loss" for key in loss.losses]
-    train += list(model.compiled_metrics)
-    val = [f"val_{key}" for key in train] if has_validation else []
-    extra = ["reg_loss"] if getattr(config, "penalty", None) is not None else []
-    return train + extra + val + ["lr"]
-
-
 def check_monitor(monitor: str, callback: Any) -> None:
     """Raise ValueError if ``fit`` will never log ``monitor`` (call from ``on_train_begin``).
 
     Args:
         monitor: the logged name, e.g. "val_loss".
-        callback: the calling callback (its ``model`` and ``params`` are read;
-            its class name goes into the message). Without a model it checks nothing.
+        callback: the calling callback. Its ``params`` are read: ``log_keys`` (the
+            keys a default fit logs), ``custom_logs`` (a custom step or loss may log
+            others) and ``has_validation``; its class name goes into the message.
+            Without ``log_keys`` (outside fit) it checks nothing.
+
+    Example:
+        >>> class Watcher: params = {"log_keys": ["loss", "lr"], "has_validation": False}
+        >>> check_monitor("loss", Watcher())
     """
-    model = getattr(callback, "model", None)
-    if model is None or getattr(model, "_kt", None) is None or model._kt.config is None:
-        return
     params = getattr(callback, "params", None) or {}
+    available = params.get("log_keys")
+    if available is None:
+        return
     has_validation = params.get("has_validation")
     name = type(callback).__name__
-    available = known_keys(model, bool(has_validation))
     if monitor.startswith("val_") and has_validation is False:
         raise ValueError(
             f"{name} monitors {monitor!r}, but fit has no validation data, so no val_* value is "
             f"logged. Pass validation_data= or validation_split=, or monitor one of: {', '.join(available)}.")
-    if monitor in available or _open_key_set(model):
+    if monitor in available or params.get("custom_logs"):
         return
     if has_validation is None and monitor.startswith("val_") and monitor[4:] in available:
         return  # params do not say whether there is validation data

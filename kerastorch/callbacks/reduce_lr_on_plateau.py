@@ -69,8 +69,7 @@ class ReduceLROnPlateau(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         check_monitor(self.monitor, self)
-        config = self.model._kt.config
-        if config.lr_scheduler is not None:
+        if self.session is not None and self.session.config.lr_scheduler is not None:
             warnings.warn("ReduceLROnPlateau and the compiled `lr_scheduler` both change the learning "
                           "rate; their effects combine.", RuntimeWarning, stacklevel=2)
         self._reset()
@@ -103,7 +102,7 @@ class ReduceLROnPlateau(Callback):
                 set_group_lr(group, new)
                 changes.append(f"{old:.6g} to {new:.6g}")
         if changes and self.verbose > 0 and is_rank_zero():
-            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from {', '.join(changes)}.")  # noqa: verbose>0 output
+            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from {', '.join(changes)}.")  # verbose > 0: output the user asked for
         return bool(changes)
 
     def state_dict(self) -> dict[str, Any]:

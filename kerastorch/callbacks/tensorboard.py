@@ -5,6 +5,7 @@ import os
 from typing import Any
 
 from ..distributed import is_rank_zero
+from ..readback import read_scalars
 from .base import Callback
 
 MISSING_PACKAGE = ("TensorBoard callback needs the `tensorboard` package: "
@@ -98,10 +99,9 @@ class _BatchTensorBoard(TensorBoard):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if not self._writers or not logs:
             return
-        step = self.model._kt.state.global_step
+        step = self.session.record.global_step
         if step % self.update_freq:
             return
-        from ..loops import read_scalars
         writer = self._writer("train")
         for key, value in read_scalars(logs).items():
             writer.add_scalar(f"batch_{key}", value, step)

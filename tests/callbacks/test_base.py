@@ -76,7 +76,8 @@ def test_callbacks_see_the_unwrapped_model_and_params():
     model.compile("sgd", "mse", device="cpu")
     model.fit(torch.zeros(6, 2), torch.zeros(6, 1), batch_size=4, epochs=3, callbacks=[Look()], verbose=0)
     assert seen["model"] is model
-    assert seen["params"] == {"epochs": 3, "steps": 2, "verbose": 0, "has_validation": False}
+    assert seen["params"] == {"epochs": 3, "steps": 2, "verbose": 0, "has_validation": False,
+                              "log_keys": ["loss", "lr"], "custom_logs": False}
 
 
 def test_batch_logs_are_device_tensors():

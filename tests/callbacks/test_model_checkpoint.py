@@ -71,7 +71,7 @@ def test_save_freq_in_batches_writes_full_mid_epoch_checkpoints(tmp_path):
     x, y = data()
     cb = ModelCheckpoint(tmp_path / "step.pt", save_weights_only=False, save_freq=2)
     model().fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb])  # 3 batches/epoch, 6 in all
-    checkpoint = kt.checkpoint.safe_load(tmp_path / "step.pt")
+    checkpoint = kt.checkpointing.safe_load(tmp_path / "step.pt")
     assert checkpoint["format"] == "kerastorch.training_checkpoint"
     assert (checkpoint["epoch"], checkpoint["batch"], checkpoint["global_step"]) == (1, 3, 6)
     assert len(checkpoint["history"]) == 1  # the second epoch's row is not finished at its last batch
@@ -96,7 +96,7 @@ def test_backup_is_deleted_after_success_unless_asked_to_keep(tmp_path):
     model().fit(x, y, epochs=2, verbose=0, callbacks=[BackupAndRestore(tmp_path / "a")])
     assert os.listdir(tmp_path / "a") == []
     model().fit(x, y, epochs=2, verbose=0, callbacks=[BackupAndRestore(tmp_path / "b", delete_checkpoint=False)])
-    kept = kt.checkpoint.safe_load(tmp_path / "b" / "backup.pt")
+    kept = kt.checkpointing.safe_load(tmp_path / "b" / "backup.pt")
     assert kept["epoch"] == 2 and kept["batch"] == 0 and len(kept["history"]) == 2
 
 

@@ -6,7 +6,8 @@ import torch
 
 import kerastorch as kt
 from kerastorch.callbacks import EarlyStopping, ReduceLROnPlateau
-from kerastorch.callbacks.monitor import check_monitor, is_better, known_keys, require_logged, resolve_mode
+from kerastorch.callbacks.monitor import check_monitor, is_better, require_logged, resolve_mode
+from kerastorch.compiling import known_log_keys
 from support import TinyNet
 
 
@@ -44,14 +45,15 @@ def _compiled(**compile_kwargs):
 def _checked(monitor, model, has_validation=True):
     cb = EarlyStopping(monitor=monitor)
     cb.set_model(model)
-    cb.set_params({"has_validation": has_validation})
+    cb.set_params({"has_validation": has_validation, "log_keys": known_log_keys(model._config, has_validation),
+                   "custom_logs": model._has_custom_logs()})
     check_monitor(monitor, cb)
 
 
 def test_known_keys_in_history_order():
     model = _compiled(metrics=["mae"], regularizers=None)
-    assert known_keys(model, True) == ["loss", "mae", "val_loss", "val_mae", "lr"]
-    assert known_keys(model, False) == ["loss", "mae", "lr"]
+    assert known_log_keys(model._config, True) == ["loss", "mae", "val_loss", "val_mae", "lr"]
+    assert known_log_keys(model._config, False) == ["loss", "mae", "lr"]
 
 
 def test_check_monitor_accepts_logged_names():

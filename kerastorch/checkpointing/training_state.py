@@ -1,0 +1,132 @@
+"""Full training state: capture it into a checkpoint dict, and resume from one.
+
+A training checkpoint holds everything needed to continue bit-identically:
+the unwrapped model state_dict (no ``module.`` / ``_orig_mod.`` prefixes),
+optimizer, lr scheduler and AMP scaler states, epoch / batch / global step,
+history rows, callback states, all RNG states (Python, numpy, torch CPU and
+CUDA, the shuffling generator) and library versions. Every entry loads with
+``torch.load(weights_only=True)``.
+
+Mid-epoch checkpoints also hold the RNG and shuffling-generator states from the
+start of the epoch (to redraw the same batch order and skip the batches
+already trained) and the epoch's partial logs and metric states.
+"""
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..distributed import strip_prefixes, unwrap
+from .files import CheckpointError
+from .rng import capture_rng_state, restore_rng_state
+
+FORMAT = "kerastorch.training_checkpoint"
+FORMAT_VERSION = 1
+
+
+def versions() -> dict[str, str]:
+    return {"kerastorch": str(__version__), "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+def keyed_callbacks(callbacks: list[Any]) -> list[tuple[str, Any]]:
+    """``(ClassName_i, callback)`` pairs: the i-th callback of its class, stable across runs."""
+    counts: dict[str, int] = {}
+    keyed = []
+    for cb in callbacks:
+        name = type(cb).__name__
+        counts[name] = counts.get(name, -1) + 1
+        keyed.append((f"{name}_{counts[name]}", cb))
+    return keyed
+
+
+def callback_states(callbacks: list[Any]) -> dict[str, Any]:
+    states = {key: cb.state_dict() for key, cb in keyed_callbacks(callbacks)}
+    return {key: state for key, state in states.items() if state}
+
+
+def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
+    """The full training state of ``model`` now (epoch end, or mid-epoch).
+
+    Args:
+        model: the network (wrappers are stripped from the state_dict keys).
+        session: the running call's Session (its config, record and callbacks).
+        mid_epoch: also save the epoch's partial logs, metric states and the RNG
+            states of its start, so a resume continues inside the epoch.
+    """
+    config, record = session.config, session.record
+    checkpoint = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
+        "model": strip_prefixes(unwrap(model).state_dict()),
+        "optimizer": config.optimizer.state_dict(),
+        "lr_scheduler": config.lr_scheduler.state_dict() if config.lr_scheduler is not None else None,
+        "scaler": config.precision.scaler.state_dict(),
+        "global_step": record.global_step,
+        "history": [dict(row) for row in record.history_rows],
+        "callbacks": callback_states(list(session.callbacks.callbacks) if session.callbacks is not None else []),
+        "rng": capture_rng_state(),
+        "generator": record.generator.get_state() if record.generator is not None else None,
+    }
+    if mid_epoch:
+        checkpoint.update({
+            "epoch": record.epoch, "batch": len(session.accumulator.sizes),
+            "epoch_start_rng": session.epoch_start_rng,
+            "epoch_start_generator": session.epoch_start_generator,
+            "partial_logs": session.accumulator.state_dict(),
+            "metrics": {name: m.state_dict() for name, m in config.metrics.items()},
+        })
+    else:
+        checkpoint.update({"epoch": record.epoch + 1, "batch": 0})
+    return checkpoint
+
+
+def is_training_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def weights_of(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The model state_dict inside a training checkpoint or a plain weights file."""
+    if is_training_checkpoint(obj):
+        return obj["model"]
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return strip_prefixes(obj)
+    raise CheckpointError(f"{source!r} holds neither model weights nor a kerastorch training checkpoint.")
+
+
+def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -> int:
+    """Load a training checkpoint into ``model`` and ``session``; return the epoch to start from.
+
+    At an epoch boundary the RNG states are restored now; a mid-epoch
+    checkpoint leaves them in ``session.replay`` for the next epoch's start
+    (see :mod:`kerastorch.checkpointing.replay`).
+    """
+    if not is_training_checkpoint(checkpoint):
+        raise CheckpointError(f"{source!r} is a weights-only file: it cannot resume training "
+                              "(no optimizer state). Load it with model.load_weights(), or save "
+                              "resumable checkpoints with ModelCheckpoint(save_weights_only=False).")
+    config, record = session.config, session.record
+    unwrap(model).load_state_dict(checkpoint["model"])
+    config.optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint["lr_scheduler"] is not None and config.lr_scheduler is not None:
+        config.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+    config.precision.scaler.load_state_dict(checkpoint["scaler"])
+    record.global_step = checkpoint["global_step"]
+    record.history_rows = [dict(row) for row in checkpoint["history"]]
+    _restore_callbacks(list(session.callbacks.callbacks), checkpoint["callbacks"])
+    if checkpoint["generator"] is not None and record.generator is not None:
+        record.generator.set_state(checkpoint["generator"])
+    if checkpoint["batch"] > 0:
+        session.replay = {key: checkpoint[key] for key in
+                          ("batch", "epoch_start_rng", "epoch_start_generator", "partial_logs", "metrics", "rng")}
+    else:
+        restore_rng_state(checkpoint["rng"])
+    record.epoch = checkpoint["epoch"]
+    return checkpoint["epoch"]
+
+
+def _restore_callbacks(callbacks: list[Any], states: dict[str, Any]) -> None:
+    for key, cb in keyed_callbacks(callbacks):
+        if key in states:
+            cb.load_state_dict(states[key])

@@ -1,0 +1,1 @@
+"""Compatibility forms of other libraries' APIs, mapped onto kerastorch's in one place."""

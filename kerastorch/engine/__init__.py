@@ -1,0 +1,9 @@
+"""The engine: fit, evaluate and predict, each read top-down in its own module.
+
+* :mod:`.fit`: argument checks, data, callbacks, the epoch loop and the batch loop;
+* :mod:`.evaluate`, :mod:`.predict`: the other two entry points;
+* :mod:`.step`: the optimizer step (backward, accumulation, penalty, clipping, scaler, LR);
+* :mod:`.logs`: step logs on the device, epoch logs read once;
+* :mod:`.session`: the per-call :class:`~.session.Session` and the model's :class:`~.session.FitRecord`;
+* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit.
+"""

@@ -1,0 +1,73 @@
+"""evaluate: loss and metrics over data, exact over all samples; also fit's validation pass."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..callbacks.base import CallbackList, as_callback_list
+from ..callbacks.display import ProgressBar
+from ..checks import require_verbose
+from ..data import adapt, batch_size_of, move_to_device, place
+from ..distributed import is_rank_zero
+from .logs import LogAccumulator, epoch_logs
+from .session import FitRecord, Session
+
+if TYPE_CHECKING:
+    from ..compiling import CompileConfig
+
+
+def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: Any, batch_size: int | None,
+             verbose: Any, callbacks: Any, sample_weight: Any) -> dict[str, float]:
+    """See :meth:`kerastorch.Model.evaluate`."""
+    require_verbose(verbose)
+    source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False),
+                   config.device, config.data_on_device, 0)
+    printers = [ProgressBar()] if verbose == 1 and is_rank_zero() else []
+    callback_list = CallbackList([*as_callback_list(callbacks), *printers], model=model,
+                                 params={"steps": len(source), "verbose": verbose})
+    session = Session(config, record, callback_list)
+    callback_list.set_session(session)
+    return run_test(model, session, source)
+
+
+def validation_source(validation_data: Any, batch_size: int | None, config: CompileConfig, seed: int) -> Any:
+    """``fit(validation_data=...)`` as a placed batch source, or None."""
+    if validation_data is None:
+        return None
+    if isinstance(validation_data, tuple):
+        if len(validation_data) not in (2, 3):
+            raise ValueError("`validation_data` must be (x_val, y_val), (x_val, y_val, sample_weight), "
+                             f"a Dataset or a DataLoader. Received a tuple of length {len(validation_data)}.")
+        source = adapt(*validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
+    else:
+        source = adapt(validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
+    return place(source, config.device, config.data_on_device, seed)
+
+
+def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dict[str, float]:
+    """Evaluate over ``source`` with ``model.test_step``; return the logs as floats (read once)."""
+    config, callbacks = session.config, session.callbacks
+    was_training = model.training
+    model.eval()
+    accumulator = LogAccumulator(len(source))
+    for metric in config.metrics.values():
+        metric.reset()
+    device = config.device
+    callbacks.call("on_test_begin", None)
+    batch_begin, batch_end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
+    try:
+        with torch.inference_mode():
+            for index, batch in enumerate(source):
+                for hook in batch_begin:
+                    hook(index, None)
+                batch = move_to_device(batch, device)
+                logs = model.test_step(batch)
+                accumulator.add(index, logs, batch_size_of(batch))
+                for hook in batch_end:
+                    hook(index, logs)
+        logs = epoch_logs(config, accumulator, prefix)
+    finally:
+        model.train(was_training)
+    callbacks.call("on_test_end", logs)
+    return logs

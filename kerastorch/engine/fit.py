@@ -1,0 +1,262 @@
+"""fit: check the arguments, prepare data and callbacks, run the epochs, restore what it changed.
+
+Read top-down: :func:`fit` (one call), :func:`run_epochs` (the epoch loop),
+:func:`train_epoch` (the batch loop, the hot path). Per step the batch loop
+moves the batch to the device, runs ``model.train_step`` (which calls
+:func:`~kerastorch.engine.step.optimizer_step`), writes the step's logged
+tensors into on-device buffers and calls only the batch hooks some callback
+overrides. Nothing in it reads a value back to the host: the epoch's logs are
+read once, at its end.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..callbacks.base import CallbackList, as_callback_list
+from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
+from ..callbacks.history import History, order_logs
+from ..checkpointing.files import newest_valid, safe_load
+from ..checkpointing.replay import start_epoch_iterator
+from ..checkpointing.training_state import restore
+from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
+from ..data import adapt, batch_size_of, move_to_device, place, split_validation
+from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
+from .evaluate import run_test, validation_source
+from .logs import LogAccumulator, epoch_logs
+from .session import FitRecord, Session
+from .signals import raise_for_signal, signal_guard
+from .step import plan_window, sync_context
+
+if TYPE_CHECKING:
+    from ..compiling import CompileConfig
+
+
+def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any, batch_size: int | None,
+        epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
+        shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
+        torchkeras_form: bool, log_step_freq: int | None, resume_from: Any, trust_checkpoint: bool,
+        log_keys: list[str], custom_logs: bool) -> None:
+    """See :meth:`kerastorch.Model.fit`; ``log_keys`` / ``custom_logs`` go to the callbacks' params."""
+    _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
+    if validation_split:
+        if validation_data is not None:
+            raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
+        (x, y, *rest), validation_data = split_validation(x, y, sample_weight, validation_split)
+        sample_weight = rest[0] if rest else None
+    generator = _shuffle_generator(record, config.device)
+    seed = int(generator.initial_seed())
+    train_source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, generator=generator),
+                         config.device, config.data_on_device, seed)
+    val_source = validation_source(validation_data, batch_size, config, seed)
+    steps = min(steps_per_epoch or len(train_source), len(train_source))
+    user_callbacks = as_callback_list(callbacks)
+    has_validation = val_source is not None
+    callback_list = CallbackList(
+        [History(), *user_callbacks, *_printers(verbose, torchkeras_form, log_step_freq)], model=model,
+        params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
+                "log_keys": log_keys, "custom_logs": custom_logs})
+    session = Session(config, record, callback_list, epochs)
+    _request_resume(session, resume_from, user_callbacks, trust_checkpoint)
+    model.stop_training = False
+    was_training, outer_session = model.training, model._session
+    model._session = session
+    callback_list.set_session(session)
+    try:
+        with signal_guard(session):
+            run_epochs(model, session, train_source, val_source, initial_epoch, steps)
+    finally:
+        model.train(was_training)
+        model._session = outer_session
+        session.accumulator = None
+
+
+def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
+               steps: int) -> None:
+    """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
+    config, record, callbacks = session.config, session.record, session.callbacks
+    callbacks.call("on_train_begin", None)
+    start_epoch = _resume(model, session, initial_epoch)
+    # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
+    uneven = config.ddp is not None and any_rank(steps != broadcast_int(steps, config.device), config.device)
+    for epoch in range(start_epoch, session.epochs):
+        record.epoch = epoch
+        model.train()
+        _prepare_epoch(session, train_source, epoch)
+        callbacks.call("on_epoch_begin", epoch, None)
+        with config.ddp.join() if uneven else contextlib.nullcontext():
+            accumulator = train_epoch(model, session, train_source, steps)
+        if session.pending_signal is not None:
+            raise_for_signal(session)  # saves interrupt checkpoints, then raises
+        if _stopped_for_nonfinite(model, session, epoch, accumulator):
+            break
+        logs = epoch_logs(config, accumulator)
+        if val_source is not None:
+            logs.update(run_test(model, session, val_source, prefix="val_"))
+        logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
+        _step_epoch_scheduler(config, logs)
+        session.logs = logs
+        callbacks.call("on_epoch_end", epoch, logs)
+        for write in callbacks.flush_writes:
+            write()
+        if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
+            model.stop_training = any_rank(model.stop_training, config.device)
+        if model.stop_training:
+            break
+    callbacks.call("on_train_end", session.logs)
+
+
+def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAccumulator:
+    """One pass over ``source`` (at most ``steps`` batches) with ``model.train_step``: the hot loop."""
+    config, callbacks, record = session.config, session.callbacks, session.record
+    accumulator = _begin_epoch(config, session, steps)
+    device, channels_last, window = config.device, config.channels_last, config.grad_accum_steps
+    batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
+        callbacks.batch_writers
+    first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
+    for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
+        session.batch = index
+        for hook in batch_begin:
+            hook(index, None)
+        batch = move_to_device(batch, device, channels_last=channels_last)
+        if window > 1:
+            plan_window(session, index, steps, window)
+            with sync_context(config, session):
+                logs = model.train_step(batch)
+        else:
+            logs = model.train_step(batch)
+        accumulator.add(index, logs, batch_size_of(batch))
+        record.global_step += 1
+        for hook in batch_end:
+            hook(index, logs)
+        for write in writers:
+            write()
+        # A signal waits for the end of a gradient-accumulation window, so the interrupt
+        # checkpoint holds no partial gradients.
+        if model.stop_training or index + 1 >= steps or (session.pending_signal is not None and session.update_now):
+            break
+    return accumulator
+
+
+def _check_fit_args(epochs: Any, verbose: Any, initial_epoch: Any, steps_per_epoch: Any,
+                    validation_split: Any, log_step_freq: Any) -> None:
+    require_positive_int("epochs", epochs)
+    require_verbose(verbose)
+    require_non_negative_int("initial_epoch", initial_epoch)
+    if initial_epoch >= epochs:
+        raise ValueError(f"`initial_epoch` must be smaller than `epochs`. "
+                         f"Received: initial_epoch={initial_epoch}, epochs={epochs}")
+    require_positive_int("steps_per_epoch", steps_per_epoch, allow_none=True)
+    require_fraction("validation_split", validation_split)
+    require_positive_int("log_step_freq", log_step_freq, allow_none=True)
+
+
+def _shuffle_generator(record: FitRecord, device: torch.device) -> torch.Generator:
+    # Seeded from torch's global RNG, so torch.manual_seed(...) makes shuffling reproducible;
+    # under torchrun rank 0's seed is broadcast so every rank draws the same order.
+    if record.generator is None:
+        seed = broadcast_int(int(torch.randint(0, 2**62, (1,)).item()), device)  # host-sync: once per model
+        record.generator = torch.Generator()
+        record.generator.manual_seed(seed)
+    return record.generator
+
+
+def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) -> list:
+    if verbose == 0 or not is_rank_zero():
+        return []
+    if torchkeras_form:
+        return [TorchkerasLogger(log_step_freq)]
+    if verbose == 2:
+        return [EpochLine()]
+    return [ProgressBar(), EpochTable()]
+
+
+def _request_resume(session: Session, resume_from: Any, callbacks: list, trust_checkpoint: bool) -> None:
+    """``resume_from``: a path, or "auto" for the newest valid checkpoint the callbacks wrote."""
+    if resume_from is None:
+        return
+    if resume_from == "auto":
+        candidates = [path for cb in callbacks for path in cb.resume_candidates()]
+        path = newest_valid(candidates, trust_checkpoint=trust_checkpoint) if candidates else None
+        if path is not None:
+            session.request_resume(os.fspath(path), trust_checkpoint)
+        return
+    if not os.path.isfile(resume_from):
+        raise FileNotFoundError(f"`resume_from` must be an existing checkpoint file or 'auto'. "
+                                f"Received: resume_from={resume_from!r}")
+    session.request_resume(resume_from, trust_checkpoint)
+
+
+def _resume(model: Any, session: Session, initial_epoch: int) -> int:
+    """Load the requested (or a callback's automatic) checkpoint; return the epoch to start from."""
+    if session.resume_path is None:
+        for auto_resume_path in session.callbacks.auto_resume_path:
+            path = auto_resume_path()
+            if path is not None:
+                session.request_resume(path)
+                break
+    if session.resume_path is None:
+        return initial_epoch
+    path, trust = session.resume_path
+    session.resume_path = None
+    return restore(model, session, safe_load(path, trust_checkpoint=trust), path)
+
+
+def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:
+    """Reset the accumulation window; DistributedSampler.set_epoch where present."""
+    session.accum_divisor, session.update_now = 1, True
+    sampler = getattr(getattr(source, "loader", None), "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+
+
+def _begin_epoch(config: CompileConfig, session: Session, steps: int) -> LogAccumulator:
+    """A fresh epoch accumulator and reset metrics (refilled when resuming mid-epoch)."""
+    accumulator = session.accumulator = LogAccumulator(steps)
+    replay = session.replay
+    if replay is not None:
+        accumulator.load_state_dict(replay["partial_logs"], config.device)
+    else:  # a resumed epoch goes on with the count restored from its checkpoint's scaler state
+        config.precision.scaler.reset_skip_count()
+    for name, metric in config.metrics.items():
+        metric.reset()
+        if replay is not None and replay["metrics"].get(name):
+            metric.load_state_dict(replay["metrics"][name])
+    return accumulator
+
+
+def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator) -> bool:
+    """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
+    config = session.config
+    bad_step = accumulator.first_nonfinite()
+    if launched_distributed() and any_rank(bad_step is not None, config.device):
+        bad_step = -1 if bad_step is None else bad_step  # another rank went non-finite: stop together
+    if bad_step is None:
+        return False
+    session.nonfinite = True
+    logs = epoch_logs(config, accumulator)
+    lr = float(config.optimizer.param_groups[0]["lr"])
+    session.record.history_rows.append({"epoch": epoch + 1, **order_logs({**logs, "lr": lr})})
+    model.stop_training = True
+    warnings.warn(f"Non-finite training loss at epoch {epoch + 1}, batch {bad_step} (epochs count "
+                  "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
+                  "no checkpoint was written from this epoch.", RuntimeWarning, stacklevel=2)
+    return True
+
+
+def _step_epoch_scheduler(config: CompileConfig, logs: dict[str, float]) -> None:
+    scheduler = config.lr_scheduler
+    if scheduler is None or config.scheduler_interval != "epoch":
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        monitor = config.scheduler_monitor
+        if monitor not in logs:
+            raise ValueError(f"The ReduceLROnPlateau scheduler monitors {monitor!r}, which is not "
+                             f"logged. Available: {sorted(logs)}. Set compile(scheduler_monitor=...).")
+        scheduler.step(logs[monitor])
+    else:
+        scheduler.step()

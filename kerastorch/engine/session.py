@@ -1,0 +1,95 @@
+"""The state of one running fit / evaluate / predict, and the record that outlives it.
+
+* :class:`FitRecord` belongs to the model and survives between calls: the
+  history rows, where training stands (epoch, global step) and the shuffling
+  generator. Checkpoints save and restore it.
+* :class:`Session` is made by each ``fit`` / ``evaluate`` / ``predict`` call and
+  passed explicitly to what needs it: the engine's loops, the optimizer step and
+  the callbacks (``callback.session``). Nothing reaches it through the model
+  except ``Model.backward_and_step``, which a custom ``train_step`` calls.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from ..callbacks.base import CallbackList
+    from ..compiling import CompileConfig
+    from .logs import LogAccumulator
+
+
+class FitRecord:
+    """What a model keeps between ``fit`` calls (saved in training checkpoints).
+
+    Attributes:
+        history_rows: one dict per finished epoch, over all fits (``model.history``).
+        epoch: 0-based index of the epoch being run, or of the last one run.
+        global_step: training batches seen over all fits.
+        generator: the shuffling generator of in-memory data, made at the first fit.
+
+    Example:
+        >>> FitRecord().global_step
+        0
+    """
+
+    def __init__(self) -> None:
+        self.history_rows: list[dict[str, Any]] = []
+        self.epoch = 0
+        self.global_step = 0
+        self.generator: torch.Generator | None = None
+
+
+class Session:
+    """State of one running call, passed to the loops, the optimizer step and the callbacks.
+
+    Attributes:
+        config: the compiled configuration (None for ``predict`` before ``compile``).
+        record: the model's :class:`FitRecord`.
+        callbacks: this call's :class:`~kerastorch.callbacks.base.CallbackList`.
+        epochs: the ``epochs`` argument of ``fit`` (0 outside fit).
+        batch: index of the batch being run within the epoch.
+        logs: the last finished epoch's logs (floats).
+        accumulator: the running epoch's step logs (device buffers).
+        accum_divisor: the loss divisor of this batch's accumulation window.
+        update_now: True when this batch ends an accumulation window (the optimizer steps).
+        pending_signal: "SIGINT" / "SIGTERM" received during the epoch, else None.
+        resume_path: ``(path, trust_checkpoint)`` to resume from once ``on_train_begin`` has run.
+        replay: what a mid-epoch resume replays at the next epoch start, else None.
+        epoch_start_rng, epoch_start_generator: RNG states at the running epoch's start
+            (saved in mid-epoch checkpoints so the same batch order is redrawn).
+        nonfinite: the loss went non-finite and training stopped.
+
+    Example:
+        >>> session = Session(None, FitRecord(), None)
+        >>> session.update_now, session.epoch
+        (True, 0)
+    """
+
+    def __init__(self, config: CompileConfig | None, record: FitRecord, callbacks: CallbackList | None,
+                 epochs: int = 0) -> None:
+        self.config = config
+        self.record = record
+        self.callbacks = callbacks
+        self.epochs = epochs
+        self.batch = 0
+        self.logs: dict[str, float] = {}
+        self.accumulator: LogAccumulator | None = None
+        self.accum_divisor = 1
+        self.update_now = True
+        self.pending_signal: str | None = None
+        self.resume_path: tuple[str, bool] | None = None
+        self.replay: dict[str, Any] | None = None
+        self.epoch_start_rng: dict[str, Any] | None = None
+        self.epoch_start_generator: torch.Tensor | None = None
+        self.nonfinite = False
+
+    @property
+    def epoch(self) -> int:
+        """0-based index of the epoch being run (the record's)."""
+        return self.record.epoch
+
+    def request_resume(self, path: str, trust_checkpoint: bool = False) -> None:
+        """Resume from ``path`` once every ``on_train_begin`` hook has run."""
+        self.resume_path = (str(path), trust_checkpoint)

@@ -1,0 +1,12 @@
+"""Losses: the name registry, kerastorch's own losses (FocalLoss) and the compiled-loss computer.
+
+* :mod:`.registry`: names -> fresh loss modules (``get``, ``register``, ``available``);
+* :mod:`.focal`: :class:`FocalLoss`;
+* :mod:`.computer`: :class:`LossComputer`, what ``compile(loss=...)`` becomes (target
+  checks and alignment, sample and class weights, multi-output losses).
+"""
+from .computer import LossComputer
+from .focal import FocalLoss
+from .registry import LOGIT_LOSSES, available, get, register
+
+__all__ = ["FocalLoss", "LOGIT_LOSSES", "LossComputer", "available", "get", "register"]

@@ -1,0 +1,25 @@
+"""Reading device values back to the host: the one deliberate sync point of each epoch.
+
+Every read of a tensor's value on the host waits for the device. The engine
+reads an epoch's logs here, once; progress displays read the running values
+here on a timer. Nothing else in the training loop reads back.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Read a dict of 0-dim tensors to Python floats with one host sync.
+
+    Example:
+        >>> read_scalars({"loss": torch.tensor(0.5), "acc": torch.tensor(1)})
+        {'loss': 0.5, 'acc': 1.0}
+    """
+    if not values:
+        return {}
+    keys = list(values)
+    stacked = torch.stack([torch.as_tensor(values[k]).detach().to("cpu" if values[k].device.type == "mps"
+                                                                  else values[k].device, torch.float64).reshape(())
+                           for k in keys])
+    return dict(zip(keys, stacked.tolist()))
