@@ -156,6 +156,15 @@ def _wrap_execution(config: CompileConfig, model: nn.Module, data_parallel: Any,
     config.forward_fn, config.eval_forward_fn = train_fn, eval_fn
 
 
+def _compile_arguments() -> tuple[str, ...]:
+    """Every keyword argument ``Model.compile`` takes: :func:`build_config`'s plus the torchkeras names."""
+    code = build_config.__code__
+    return (*code.co_varnames[1:code.co_argcount + code.co_kwonlyargcount], "loss_func", "metrics_dict")
+
+
+COMPILE_ARGUMENTS = _compile_arguments()
+
+
 def known_log_keys(config: CompileConfig, has_validation: bool) -> list[str]:
     """The epoch-log keys a default ``fit`` with ``config`` produces, in history order.
 

@@ -1,14 +1,10 @@
 """Model: Keras's compile / fit / evaluate / predict / summary on an nn.Module.
 
-Subclass :class:`Model` like ``nn.Module`` (or ``Model.wrap`` an existing
-module), ``compile``, then ``fit``. This module is the user surface and the
-overridable ``*_step`` methods; it holds no loop logic: ``compile`` is
-:func:`kerastorch.compiling.build_config`, and ``fit`` / ``evaluate`` /
-``predict`` are in :mod:`kerastorch.engine`. The network's ``state_dict()`` and
-``parameters()`` stay its own: optimizer, loss, metrics and scaler live in a
-plain :class:`~kerastorch.compiling.CompileConfig` (``model._config``), what
-training has done so far in a :class:`~kerastorch.engine.session.FitRecord`
-(``model._record``).
+The user surface and the overridable ``*_step`` methods, no loop logic: ``compile`` is
+:func:`kerastorch.compiling.build_config`; fit / evaluate / predict are in :mod:`kerastorch.engine`.
+``state_dict()`` and ``parameters()`` stay the network's: optimizer, loss, metrics and scaler are
+in a plain :class:`~kerastorch.compiling.CompileConfig` (``_config``), what training did so far in
+a :class:`~kerastorch.engine.session.FitRecord` (``_record``).
 """
 from __future__ import annotations
 
@@ -29,7 +25,6 @@ from .distributed import strip_prefixes, unwrap
 from .engine import evaluate as evaluate_engine
 from .engine import fit as fit_engine
 from .engine import predict as predict_engine
-from .engine.logs import running_logs
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
 
@@ -75,9 +70,8 @@ class Model(nn.Module):
     def wrap(cls, module: nn.Module) -> "Model":
         """Return a Model that shares ``module``'s parameters, buffers and forward.
 
-        The result is a new object of a subclass of both ``type(module)`` and
-        ``Model``; its ``state_dict()`` has exactly ``module``'s keys, and
-        training it updates ``module``'s parameters (they are the same tensors).
+        A new object of a subclass of ``type(module)`` and ``Model``, with exactly ``module``'s
+        ``state_dict()`` keys; training it updates ``module``'s parameters (the same tensors).
 
         Example:
             >>> net = Model.wrap(nn.Sequential(nn.Linear(2, 1)))
@@ -94,7 +88,6 @@ class Model(nn.Module):
         wrapped._init_training_state()
         return wrapped
 
-    # ----------------------------------------------------------------- properties
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The compiled optimizer."""
@@ -121,7 +114,6 @@ class Model(nn.Module):
         first = next(self.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
-    # ----------------------------------------------------------------- compile
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, *,
                 optimizer_kwargs: dict[str, Any] | None = None,
                 regularizers: Any = None, loss_weights: Any = None, class_weight: dict | None = None,
@@ -151,17 +143,14 @@ class Model(nn.Module):
             class_weight: ``{class_index: weight}`` for built-in losses.
             device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
             precision: "32", "bf16-mixed" or "16-mixed"; ``amp=True`` picks the best mixed mode.
-            lr_scheduler: a ``torch.optim.lr_scheduler`` built on ``model.optimizer``, or
-                (the way that works with a named optimizer) a callable
-                ``optimizer -> scheduler``, e.g. ``lambda opt: StepLR(opt, 10)``. Stepped
-                each ``scheduler_interval`` ("epoch" or "step"); a ``ReduceLROnPlateau``
-                gets the value named by ``scheduler_monitor`` (default "val_loss").
+            lr_scheduler: a scheduler on ``model.optimizer``, or ``optimizer -> scheduler``
+                (e.g. ``lambda opt: StepLR(opt, 10)``), stepped each ``scheduler_interval``
+                ("epoch", "step"); ReduceLROnPlateau gets ``scheduler_monitor`` ("val_loss").
             grad_accum_steps: batches per optimizer step.
             grad_clip_norm / grad_clip_value: gradient clipping before each step
                 (after unscaling under fp16).
-            data_parallel: True or a list of GPU ids for ``nn.DataParallel`` (a warning
-                and no wrap with fewer than 2 GPUs). Under ``torchrun``, fit uses
-                DistributedDataParallel instead, which is the faster path.
+            data_parallel: True or GPU ids for ``nn.DataParallel`` (fewer than 2 GPUs: a
+                warning, no wrap). Under ``torchrun`` fit uses DistributedDataParallel.
             jit_compile: True, or a dict of ``torch.compile`` keyword arguments.
             channels_last: convert the model and 4-D inputs to channels_last (conv nets on GPU).
             data_on_device: keep in-memory training data on the GPU ("auto": when it
@@ -177,7 +166,7 @@ class Model(nn.Module):
             >>> net = Model.wrap(nn.Linear(3, 1))
             >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
         """
-        reject_unknown_arguments("compile", unknown, _COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
+        reject_unknown_arguments("compile", unknown, compiling.COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
         loss, metrics = torchkeras.merge_compile_names(loss, loss_func, metrics, metrics_dict)
         self._config = compiling.build_config(
             self, optimizer=optimizer, loss=loss, metrics=metrics, optimizer_kwargs=optimizer_kwargs,
@@ -187,7 +176,6 @@ class Model(nn.Module):
             grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, data_parallel=data_parallel,
             jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device)
 
-    # ----------------------------------------------------------------- steps
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
         config = self._config
@@ -202,14 +190,11 @@ class Model(nn.Module):
 
     def compute_loss(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None,
                      training: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return ``(objective, logs)``.
+        """Return ``(objective, logs)``; ``logs["loss"]`` is the data loss (comparable with ``val_loss``).
 
-        ``logs["loss"]`` is the data loss (comparable with ``val_loss``). With
-        regularizers the objective minimised is loss + penalty, but the penalty's
-        gradient is added by :meth:`backward_and_step` (fused, exact) instead of
-        being differentiated here, and the history's ``reg_loss`` column is the
-        penalty of the weights at each epoch's end (computed once per epoch, not
-        per step). Validation excludes the penalty (Keras's convention).
+        With regularizers the objective is loss + penalty, but the penalty's exact gradient is added
+        in :meth:`backward_and_step` (fused) instead of differentiated here; ``reg_loss`` in the
+        history is the penalty at each epoch's end. Validation excludes it (Keras's convention).
         """
         config = self._config
         if config is None or config.loss is None:
@@ -223,11 +208,8 @@ class Model(nn.Module):
             metric.update(y_pred, y, sample_weight)
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
-        """Backward; then, on update steps, regularizer gradients, ``on_backward_end`` hooks,
-        clipping and the optimizer step (with gradient accumulation and AMP scaling).
-
-        Inside ``fit`` it follows the running accumulation window; outside it
-        steps the optimizer every call (see :mod:`kerastorch.engine.step`).
+        """Backward, ``on_backward_end`` hooks and, on update steps, penalty gradient, clipping and
+        the optimizer step (:func:`kerastorch.engine.step.optimizer_step`; outside fit, every call).
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
@@ -308,17 +290,13 @@ class Model(nn.Module):
             sample_weight: per-sample weights for in-memory data.
             dl_train, dl_val, log_step_freq: the torchkeras form
                 ``fit(epochs, dl_train, dl_val=None, log_step_freq=N)``.
-            resume_from: a training checkpoint to continue from (weights, optimizer,
-                history, callback and RNG states; exact mid-epoch), or "auto" for the
-                newest valid one written by this fit's ModelCheckpoint /
-                BackupAndRestore callbacks (corrupt ones are skipped with a warning).
-            trust_checkpoint: allow loading checkpoints that need arbitrary pickles
-                (only for files you trust; by default loading is weights-only).
+            resume_from: a training checkpoint to continue from exactly (also mid-epoch), or
+                "auto": the newest valid one this fit's checkpoint callbacks wrote.
+            trust_checkpoint: allow checkpoints that need full unpickling (files you trust only).
 
-        Ctrl-C stops at the end of the current batch: checkpoint callbacks save an
-        interrupt checkpoint, ``model.history`` keeps the finished epochs, and
-        ``KeyboardInterrupt`` is raised (press twice to interrupt at once). SIGTERM
-        does the same and then raises ``SystemExit(143)``.
+        Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint,
+        the history keeps the finished epochs, ``KeyboardInterrupt`` is raised (twice:
+        at once). SIGTERM does the same, then raises ``SystemExit(143)``.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1))
@@ -330,15 +308,12 @@ class Model(nn.Module):
             x, y, epochs, validation_data, dl_train, dl_val)
         require_compiled(self._config, "fit")
         rows_before = len(self._record.history_rows)
-        has_validation = validation_data is not None or bool(validation_split)
         fit_engine.fit(self, self._config, self._record, x=x, y=y, batch_size=batch_size, epochs=epochs,
                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
                        validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, sample_weight=sample_weight,
                        torchkeras_form=torchkeras_form, log_step_freq=log_step_freq, resume_from=resume_from,
-                       trust_checkpoint=trust_checkpoint,
-                       log_keys=compiling.known_log_keys(self._config, has_validation),
-                       custom_logs=self._has_custom_logs())
+                       trust_checkpoint=trust_checkpoint, custom_logs=self._has_custom_logs())
         if torchkeras_form:
             return torchkeras.history_frame(self.history, rows_before)
         return self.history
@@ -362,8 +337,7 @@ class Model(nn.Module):
                 callbacks: Sequence[Callback] | None = None) -> Any:
         """Model outputs for ``x`` on the CPU, concatenated over batches (tuples/dicts kept).
 
-        Runs in eval mode under ``torch.inference_mode``; outputs stay on the
-        device until the end, then move to the CPU in one copy.
+        Eval mode, ``torch.inference_mode``; outputs move to the CPU in one copy at the end.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 3))
@@ -375,10 +349,7 @@ class Model(nn.Module):
 
     def running_logs(self) -> dict[str, float]:
         """The running epoch's means and metrics so far (one host sync; for progress displays)."""
-        session = self._session
-        if session is None or self._config is None:
-            return {}
-        return running_logs(self._config, session.accumulator)
+        return {} if self._session is None else self._session.running_logs()
 
     def _has_custom_logs(self) -> bool:
         """True when a fit may log keys compile does not know (a custom step or a user loss)."""
@@ -427,8 +398,3 @@ class Model(nn.Module):
         from .summary import summary  # torchinfo is imported when a summary is asked for
         return summary(self, input_shape=input_shape, input_dtype=input_dtype, input_data=input_data, **kwargs)
 
-
-
-#: Every keyword argument ``Model.compile`` takes (for the unknown-argument message).
-_COMPILE_ARGUMENTS = tuple(name for name in Model.compile.__code__.co_varnames[
-    1:Model.compile.__code__.co_argcount + Model.compile.__code__.co_kwonlyargcount])

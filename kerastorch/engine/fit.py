@@ -23,6 +23,7 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
 from ..checkpointing.training_state import restore
+from ..compiling import known_log_keys
 from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..data import adapt, batch_size_of, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
@@ -40,8 +41,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
         torchkeras_form: bool, log_step_freq: int | None, resume_from: Any, trust_checkpoint: bool,
-        log_keys: list[str], custom_logs: bool) -> None:
-    """See :meth:`kerastorch.Model.fit`; ``log_keys`` / ``custom_logs`` go to the callbacks' params."""
+        custom_logs: bool) -> None:
+    """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
     if validation_split:
         if validation_data is not None:
@@ -59,7 +60,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     callback_list = CallbackList(
         [History(), *user_callbacks, *_printers(verbose, torchkeras_form, log_step_freq)], model=model,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
-                "log_keys": log_keys, "custom_logs": custom_logs})
+                "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
     _request_resume(session, resume_from, user_callbacks, trust_checkpoint)
     model.stop_training = False

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .logs import LogAccumulator, running_logs
+
 if TYPE_CHECKING:
     from ..callbacks.base import CallbackList
     from ..compiling import CompileConfig
-    from .logs import LogAccumulator
 
 
 class FitRecord:
@@ -89,6 +90,12 @@ class Session:
     def epoch(self) -> int:
         """0-based index of the epoch being run (the record's)."""
         return self.record.epoch
+
+    def running_logs(self) -> dict[str, float]:
+        """The running epoch's means and metrics so far (one host sync; for progress displays)."""
+        if self.config is None:
+            return {}
+        return running_logs(self.config, self.accumulator)
 
     def request_resume(self, path: str, trust_checkpoint: bool = False) -> None:
         """Resume from ``path`` once every ``on_train_begin`` hook has run."""

@@ -56,7 +56,7 @@ class ProgressBar(Callback):
         self._open(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}", self.params.get("steps"))
 
     def on_train_batch_end(self, batch, logs=None):
-        self._advance(self.model.running_logs)
+        self._advance(self.session.running_logs)
 
     def on_epoch_end(self, epoch, logs=None):
         self._close()

@@ -35,7 +35,7 @@ class TorchkerasLogger(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.log_step_freq and (batch + 1) % self.log_step_freq == 0:
-            running = self.model.running_logs()
+            running = self.session.running_logs()
             print({"step": batch + 1, **{k: round(v, 3) for k, v in running.items()}})
 
     def on_epoch_end(self, epoch, logs=None):
