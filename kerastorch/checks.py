@@ -7,6 +7,7 @@ received, then (where useful) what to do. ``ValueError`` for bad values,
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,17 +67,36 @@ def reject_unknown_arguments(function: str, unknown: dict[str, Any], valid: Iter
                     f"{advice + ' ' if advice else ''}Valid arguments: {', '.join(valid)}.")
 
 
+def is_int(value: Any) -> bool:
+    """True for Python and NumPy integers; False for bools (``True`` is no batch size)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def require_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int >= 1 (bools are not ints here)."""
+    """Raise ``ValueError`` unless ``value`` is an integer >= 1 (or None with ``allow_none``).
+
+    Example:
+        >>> require_positive_int("epochs", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `epochs` must be a positive integer. Received: epochs=0
+    """
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
 
 
+def require_positive_int_or_epoch(name: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is "epoch" or an integer >= 1 (a ``save_freq``-like option)."""
+    if value != "epoch" and (not is_int(value) or value < 1):
+        raise ValueError(f"`{name}` must be 'epoch' or a positive integer. Received: {name}={value!r}")
+
+
 def require_non_negative_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer. Received: {name}={value!r}")
+    """Raise ``ValueError`` unless ``value`` is an integer >= 0."""
+    if not is_int(value) or value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
 
 
 def require_fraction(name: str, value: Any) -> None:

@@ -277,7 +277,7 @@ def _collect(spec: object, module: nn.Module, terms: list[_Term]) -> None:
                                  f"named {name!r}; valid names: {valid}")
             if not isinstance(reg, Regularizer):
                 raise TypeError(f"regularizers[{name!r}] must be a Regularizer, "
-                                f"got {type(reg).__name__}: {reg!r:.80}")
+                                f"Received: {type(reg).__name__}: {reg!r:.80}")
             terms.append(reg._term(modules[name], name))
     elif isinstance(spec, (list, tuple)):
         for item in spec:
@@ -285,7 +285,7 @@ def _collect(spec: object, module: nn.Module, terms: list[_Term]) -> None:
     else:
         raise TypeError("regularizers must be None, a Regularizer, a dict "
                         "{submodule_name: Regularizer} or a list of those; "
-                        f"got {type(spec).__name__}: {spec!r:.80}")
+                        f"Received: {type(spec).__name__}: {spec!r:.80}")
 
 
 def _term_penalty(term: _Term) -> torch.Tensor:
@@ -329,12 +329,12 @@ def _parse_selector(value: Selector, arg: str) -> tuple[str | type, ...] | None:
             isinstance(s, str) or (isinstance(s, type) and issubclass(s, nn.Module))
             for s in items):
         raise TypeError(f"{arg}= takes a glob string, an nn.Module subclass or a list of "
-                        f"those, got {value!r:.80}")
+                        f"those. Received: {value!r:.80}")
     return tuple(items)
 
 
 def _coefficient(name: str, value: float) -> float:
     value = float(value)
     if not (value >= 0 and math.isfinite(value)):  # `not >=` also catches nan
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0. Received: {value!r}")
     return value

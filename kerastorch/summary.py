@@ -13,6 +13,8 @@ from torch import nn
 from torchinfo import torchinfo as _torchinfo_impl
 from torchinfo.layer_info import LayerInfo
 
+from .checks import require_positive_int
+
 DtypeLike = Union[torch.dtype, type]
 _MB = 1024**2
 _WIDTHS = (20, 25, 15)  # torchsummary's name / shape / param columns
@@ -26,19 +28,19 @@ def _as_dtype(obj: Any) -> torch.dtype:
     if isinstance(obj, type) and isinstance(getattr(obj, "dtype", None), torch.dtype):
         return obj.dtype
     raise TypeError(f"input_dtype must be a torch.dtype (e.g. torch.int64) or a tensor type "
-                    f"(e.g. torch.LongTensor), got {obj!r} ({type(obj).__name__})")
+                    f"(e.g. torch.LongTensor). Received: {obj!r} ({type(obj).__name__})")
 
 
 def _shapes(input_shape: Sequence[Any]) -> list[tuple[int, ...]]:
     """One shape ``(3, 32, 32)`` or several ``[(2,), (3,)]`` -> list of shapes."""
     if not isinstance(input_shape, (tuple, list, torch.Size)):
         raise TypeError(f"input_shape must be a tuple of ints or a list of such tuples, "
-                        f"got {input_shape!r}")
+                        f"Received: input_shape={input_shape!r}")
     nested = [s for s in input_shape if isinstance(s, (tuple, list, torch.Size))]
     shapes = [tuple(s) for s in input_shape] if nested else [tuple(input_shape)]
     for shape in shapes:
         if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            raise ValueError(f"input_shape entries must be positive ints, got {input_shape!r}")
+            raise ValueError(f"input_shape entries must be positive ints. Received: {input_shape!r}")
     return shapes
 
 
@@ -175,10 +177,9 @@ def _prepare_inputs(module: nn.Module, input_shape: Any, input_dtype: Any, input
     if (input_shape is None) == (input_data is None):
         got = "neither" if input_shape is None else "both"
         raise ValueError(f"summary() needs `input_shape` or `input_data` (exactly one), "
-                         f"got {got}")
+                         f"Received: {got}.")
     if input_data is None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        require_positive_int("batch_size", batch_size)
         # Default: where the first parameter (else buffer) lives, else cpu.
         first = next(itertools.chain(module.parameters(), module.buffers()), None)
         device = torch.device(device or (first.device if first is not None else "cpu"))
@@ -191,7 +192,7 @@ def _prepare_inputs(module: nn.Module, input_shape: Any, input_dtype: Any, input
     if isinstance(input_data, (list, tuple, Mapping)):
         return input_data
     raise TypeError(f"input_data must be a tensor, a list/tuple of args or a dict of "
-                    f"kwargs, got {type(input_data).__name__}")
+                    f"kwargs. Received: {type(input_data).__name__}")
 
 
 def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,

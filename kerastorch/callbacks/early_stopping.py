@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from ..checks import require_non_negative_int
 from ..distributed import is_rank_zero
 from .base import Callback
 from .monitor import check_monitor, is_better, require_logged, resolve_mode
@@ -54,10 +55,8 @@ class EarlyStopping(Callback):
                  verbose: int = 0, mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__()
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"`patience` must be an integer >= 0. Received: patience={patience!r}")
-        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) or start_from_epoch < 0:
-            raise ValueError(f"`start_from_epoch` must be an integer >= 0. Received: start_from_epoch={start_from_epoch!r}")
+        require_non_negative_int("patience", patience)
+        require_non_negative_int("start_from_epoch", start_from_epoch)
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode)
         self.min_delta = abs(float(min_delta))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from ..checks import require_non_negative_int
 from ..distributed import is_rank_zero
 from .base import Callback
 from .lr_scheduler import set_group_lr
@@ -47,9 +48,8 @@ class ReduceLROnPlateau(Callback):
         super().__init__()
         if not 0.0 < factor < 1.0:
             raise ValueError(f"`factor` must be between 0 and 1 (exclusive). Received: factor={factor!r}")
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}")
+        require_non_negative_int("patience", patience)
+        require_non_negative_int("cooldown", cooldown)
         if min_lr < 0:
             raise ValueError(f"`min_lr` must be >= 0. Received: min_lr={min_lr!r}")
         self.monitor = monitor

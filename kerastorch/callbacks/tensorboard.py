@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..checks import require_positive_int_or_epoch
 from ..distributed import is_rank_zero
 from ..readback import read_scalars
 from .base import Callback
@@ -55,9 +56,7 @@ class TensorBoard(Callback):
 
     def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> None:
         super().__init__()
-        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(update_freq, int)
-                                       or update_freq < 1):
-            raise ValueError(f"`update_freq` must be 'epoch' or a positive integer. Received: update_freq={update_freq!r}")
+        require_positive_int_or_epoch("update_freq", update_freq)
         self._writer_class = _summary_writer_class()
         self.log_dir = os.fspath(log_dir)
         self.update_freq = update_freq

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import require_positive_int_or_epoch
 from ..distributed import unwrap
 
 
@@ -31,8 +32,7 @@ class SaveSchedule:
     """
 
     def __init__(self, save_freq: str | int) -> None:
-        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
-            raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
+        require_positive_int_or_epoch("save_freq", save_freq)
         self.save_freq = save_freq
         self.per_epoch = save_freq == "epoch"
         self.batches_seen = 0

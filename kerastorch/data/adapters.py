@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from ..checks import describe
+from ..checks import describe, require_positive_int
 from .trees import tree_leaves, tree_map
 
 DEFAULT_BATCH_SIZE = 32
@@ -207,9 +207,7 @@ def adapt(x: Any, y: Any = None, sample_weight: Any = None, *, batch_size: int |
             raise ValueError(f"`y` and `sample_weight` must not be given when `{arg}` is a "
                              f"{type(x).__name__}: its batches already hold the targets.")
         return _adapt_iterable(x, batch_size, shuffle, generator, arg)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    require_positive_int("batch_size", batch_size, allow_none=True)
     arrays = [to_structure(x, arg)]
     if y is not None:
         arrays.append(to_structure(y, "y"))

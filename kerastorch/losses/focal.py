@@ -70,9 +70,9 @@ class FocalLoss(nn.Module):
                  ignore_index: int = -100) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
-            raise ValueError(f"FocalLoss reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+            raise ValueError(f"FocalLoss reduction must be one of {_REDUCTIONS}. Received: {reduction!r}")
         if not float(gamma) >= 0:  # also rejects nan
-            raise ValueError(f"FocalLoss gamma must be >= 0, got {gamma!r}")
+            raise ValueError(f"FocalLoss gamma must be >= 0. Received: {gamma!r}")
         self.gamma = float(gamma)
         self.from_logits = bool(from_logits)
         self.reduction = reduction
@@ -169,18 +169,18 @@ def _parse_alpha(alpha: object) -> float | torch.Tensor | None:
         alpha = alpha.item()
     if isinstance(alpha, numbers.Real):
         if not 0 <= float(alpha) <= 1:
-            raise ValueError(f"FocalLoss alpha must be in [0, 1], got {alpha!r}")
+            raise ValueError(f"FocalLoss alpha must be in [0, 1]. Received: {alpha!r}")
         return float(alpha)
     try:
         weights = torch.as_tensor(alpha, dtype=torch.float32).detach().clone()
     except (TypeError, ValueError, RuntimeError):
         raise TypeError("FocalLoss alpha must be None, a float or a sequence of "
-                        f"per-class weights, got {type(alpha).__name__}") from None
+                        f"per-class weights. Received: {type(alpha).__name__}") from None
     if weights.dim() != 1 or weights.numel() == 0:
-        raise ValueError(f"FocalLoss per-class alpha must be 1-D and non-empty, got shape "
+        raise ValueError(f"FocalLoss per-class alpha must be 1-D and non-empty. Received: shape "
                          f"{tuple(weights.shape)}")
     if not bool((weights >= 0).all()):
-        raise ValueError(f"FocalLoss per-class alpha must be >= 0, got {weights.tolist()}")
+        raise ValueError(f"FocalLoss per-class alpha must be >= 0. Received: {weights.tolist()}")
     return weights
 
 
