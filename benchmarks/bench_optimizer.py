@@ -9,7 +9,7 @@ What it measures
       the baseline of the ratio columns;
     * ``hand(DataLoader) Adam(fused=True)``   the same loop with the fused kernel;
     * ``kerastorch fit(DataLoader) "adam"``   ``compile(optimizer="adam")``: kerastorch picks
-      the fused implementation where PyTorch has one (see ``kerastorch.config``).
+      the fused implementation where PyTorch has one (see ``kerastorch.compiling``).
 
     Workloads: LeNet on 2048 random 3x32x32 images and torchvision's ResNet-18
     on 256 (batch 64 both), Adam lr 1e-3, cross-entropy.

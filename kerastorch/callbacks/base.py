@@ -73,7 +73,7 @@ class Callback:
         self.params = params
 
     def set_session(self, session: Any) -> None:
-        """Called by fit / evaluate / predict with the running call's Session (None after it)."""
+        """Called by fit / evaluate / predict with the running call's Session (kept after the call)."""
         self.session = session
 
     # Keras-compatible hooks; each is a no-op here and only the overridden ones are called.

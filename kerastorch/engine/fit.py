@@ -55,14 +55,13 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
                          config.device, config.data_on_device, seed)
     val_source = validation_source(validation_data, batch_size, config, seed)
     steps = min(steps_per_epoch or len(train_source), len(train_source))
-    user_callbacks = as_callback_list(callbacks)
     has_validation = val_source is not None
     callback_list = CallbackList(
-        [History(), *user_callbacks, *_printers(verbose, torchkeras_form, log_step_freq)], model=model,
+        [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq)], model=model,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
-    _request_resume(session, resume_from, user_callbacks, trust_checkpoint)
+    _request_resume(session, resume_from, trust_checkpoint)
     model.stop_training = False
     was_training, outer_session = model.training, model._session
     model._session = session
@@ -176,12 +175,12 @@ def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) ->
     return [ProgressBar(), EpochTable()]
 
 
-def _request_resume(session: Session, resume_from: Any, callbacks: list, trust_checkpoint: bool) -> None:
+def _request_resume(session: Session, resume_from: Any, trust_checkpoint: bool) -> None:
     """``resume_from``: a path, or "auto" for the newest valid checkpoint the callbacks wrote."""
     if resume_from is None:
         return
     if resume_from == "auto":
-        candidates = [path for cb in callbacks for path in cb.resume_candidates()]
+        candidates = [path for listed in session.callbacks.resume_candidates for path in listed()]
         path = newest_valid(candidates, trust_checkpoint=trust_checkpoint) if candidates else None
         if path is not None:
             session.request_resume(os.fspath(path), trust_checkpoint)

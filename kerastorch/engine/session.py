@@ -5,8 +5,8 @@
   generator. Checkpoints save and restore it.
 * :class:`Session` is made by each ``fit`` / ``evaluate`` / ``predict`` call and
   passed explicitly to what needs it: the engine's loops, the optimizer step and
-  the callbacks (``callback.session``). Nothing reaches it through the model
-  except ``Model.backward_and_step``, which a custom ``train_step`` calls.
+  the callbacks (``callback.session``). The model holds the running fit's session
+  only for what a custom ``train_step`` calls: ``backward_and_step`` and ``running_logs``.
 """
 from __future__ import annotations
 

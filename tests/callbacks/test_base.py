@@ -96,3 +96,49 @@ def test_batch_logs_are_device_tensors():
 def test_non_callback_is_rejected():
     with pytest.raises(TypeError, match="`callbacks` must be kerastorch.callbacks.Callback instances"):
         CallbackList([object()])
+
+
+def test_capabilities_are_declared_on_callback_and_tabled_only_where_overridden():
+    from kerastorch.callbacks.base import CAPABILITIES
+
+    for name in CAPABILITIES:
+        assert callable(getattr(Callback, name)), name
+    assert Callback().resume_candidates() == [] and Callback().auto_resume_path() is None
+
+    class Writer(Callback):
+        inactive_hooks = ()
+
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+        def flush_writes(self):
+            pass
+
+    class EpochWriter(Writer):
+        inactive_hooks = ("on_train_batch_end",)
+
+    writer, epoch_writer = Writer(), EpochWriter()
+    table = CallbackList([Callback(), writer, epoch_writer])
+    assert [m.__self__ for m in table.flush_writes] == [writer, epoch_writer]
+    assert [m.__self__ for m in table.batch_writers] == [writer]
+    assert table.save_interrupt_checkpoint == () and table.auto_resume_path == ()
+
+
+def test_flush_writes_runs_after_every_callbacks_epoch_end():
+    order = []
+
+    class Decides(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            order.append(("decides", epoch))
+
+        def flush_writes(self):
+            order.append(("writes", self.session.epoch))
+
+    class Later(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            order.append(("later", epoch))
+
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(torch.zeros(4, 2), torch.zeros(4, 1), epochs=2, callbacks=[Decides(), Later()], verbose=0)
+    assert order == [("decides", 0), ("later", 0), ("writes", 0), ("decides", 1), ("later", 1), ("writes", 1)]

@@ -1,0 +1,80 @@
+"""compile(): strict arguments, every check before any change, the configuration it builds."""
+import pytest
+import torch
+from torch import nn
+
+import kerastorch as kt
+from kerastorch.compiling import COMPILE_ARGUMENTS
+from support import TinyNet
+
+
+def test_misspelled_argument_is_a_type_error_naming_the_closest_option():
+    model = TinyNet()
+    with pytest.raises(TypeError, match=r"compile\(\) got an unexpected keyword argument 'lerning_rate'\. "
+                                        r"Optimizer hyperparameters go in optimizer_kwargs"):
+        model.compile(optimizer="sgd", loss="mse", lerning_rate=3)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'lr'\. Optimizer hyperparameters go in "
+                                        r"optimizer_kwargs, e\.g\. compile\(optimizer='adam', "
+                                        r"optimizer_kwargs=\{'lr': 1e-3\}\)"):
+        model.compile(optimizer="sgd", loss="mse", lr=0.1)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'metric'\. Did you mean `metrics`\?"):
+        model.compile(optimizer="sgd", loss="mse", metric=["mae"])
+    with pytest.raises(TypeError, match=r"'epochs'.*`epochs` is an argument of fit\(\), not compile\(\)"):
+        model.compile(optimizer="sgd", loss="mse", epochs=3)
+
+
+def test_several_unknown_arguments_are_all_named():
+    with pytest.raises(TypeError, match=r"'lr' \(and 1 more: foo\)"):
+        TinyNet().compile(optimizer="sgd", loss="mse", lr=0.1, foo=1)
+
+
+def test_the_valid_argument_list_is_compiles_signature():
+    assert {"optimizer", "loss", "metrics", "optimizer_kwargs", "scheduler_monitor", "loss_func",
+            "metrics_dict", "data_on_device"} <= set(COMPILE_ARGUMENTS)
+    assert "model" not in COMPILE_ARGUMENTS and "self" not in COMPILE_ARGUMENTS
+
+
+@pytest.mark.parametrize("bad", [
+    {"metrics": ["no_such_metric"]},
+    {"loss": "no_such_loss"},
+    {"optimizer_kwargs": {"no_such_option": 1}},
+    {"precision": "8-bit"},
+    {"grad_accum_steps": 0},
+    {"grad_clip_norm": -1.0},
+    {"scheduler_interval": "batch"},
+    {"jit_compile": "yes"},
+    {"data_on_device": "maybe"},
+    {"regularizers": "l2"},
+])
+def test_a_failed_compile_keeps_the_previous_configuration(bad):
+    model = TinyNet()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"], device="cpu")
+    before, weights = model._config, [p.detach().clone() for p in model.parameters()]
+    arguments = {"optimizer": "adam", "loss": "mae", "device": "cpu", **bad}
+    with pytest.raises((ValueError, TypeError)):
+        model.compile(**arguments)
+    assert model._config is before and list(model.compiled_metrics) == ["mae"]
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), weights))
+    history = model.fit(torch.zeros(4, 2), torch.zeros(4, 1), epochs=1, verbose=0)
+    assert list(history.columns) == ["epoch", "loss", "mae", "lr"]
+
+
+def test_scheduler_monitor_is_a_real_option():
+    model = TinyNet()
+    model.compile(optimizer="sgd", loss="mse", metrics=["mae"], device="cpu",
+                  lr_scheduler=lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5),
+                  scheduler_monitor="mae")
+    x, y = torch.zeros(4, 2), torch.ones(4, 1)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model._config.scheduler_monitor == "mae"
+    with pytest.raises(ValueError, match=r"`scheduler_monitor` must be a logged name"):
+        model.compile(optimizer="sgd", loss="mse", scheduler_monitor="")
+
+
+def test_the_config_is_no_submodule_and_the_state_dict_is_the_networks():
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    model = kt.Model.wrap(net)
+    model.compile(optimizer="adam", loss=kt.losses.FocalLoss(from_logits=True), metrics=["auc"],
+                  regularizers=kt.regularizers.L2(1e-3), device="cpu")
+    assert list(model.state_dict()) == list(net.state_dict())
+    assert [id(p) for p in model.parameters()] == [id(p) for p in net.parameters()]
