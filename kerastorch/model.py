@@ -228,7 +228,7 @@ class Model(nn.Module):
         and logged under its key. Override it to customise training:
 
         Example:
-            >>> class TwoLosses(Model):
+            >>> class TwoLosses(nn.Linear, Model):  # a network class, then Model (as Model.wrap does)
             ...     def train_step(self, batch):
             ...         x, y = batch
             ...         y_pred = self(x)
@@ -237,6 +237,9 @@ class Model(nn.Module):
             ...         self.backward_and_step(mse + 0.1 * l1)
             ...         self.update_metrics(y_pred, y)
             ...         return {"loss": mse.detach(), "l1": l1.detach()}
+            >>> net = TwoLosses(2, 1); net.compile("sgd", "mse", device="cpu")
+            >>> list(net.fit(torch.randn(8, 2), torch.randn(8, 1), verbose=0).columns)
+            ['epoch', 'loss', 'l1', 'lr']
         """
         x, y, sample_weight = unpack_batch(batch)
         with self._config.precision.autocast():
@@ -299,8 +302,7 @@ class Model(nn.Module):
         at once). SIGTERM does the same, then raises ``SystemExit(143)``.
 
         Example:
-            >>> net = Model.wrap(nn.Linear(2, 1))
-            >>> net.compile("sgd", "mse", device="cpu")
+            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
             >>> net.fit(torch.randn(10, 2), torch.randn(10, 1), batch_size=4, epochs=1, verbose=0).shape
             (1, 3)
         """
@@ -324,8 +326,7 @@ class Model(nn.Module):
         """Loss and metrics over the data, exact over all samples: ``{"loss": ..., "acc": ...}``.
 
         Example:
-            >>> net = Model.wrap(nn.Linear(2, 1))
-            >>> net.compile("sgd", "mse", device="cpu")
+            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
             >>> sorted(net.evaluate(torch.zeros(3, 2), torch.zeros(3, 1)))
             ['loss']
         """
@@ -340,8 +341,7 @@ class Model(nn.Module):
         Eval mode, ``torch.inference_mode``; outputs move to the CPU in one copy at the end.
 
         Example:
-            >>> net = Model.wrap(nn.Linear(2, 3))
-            >>> net.predict(torch.zeros(5, 2)).shape
+            >>> Model.wrap(nn.Linear(2, 3)).predict(torch.zeros(5, 2)).shape
             torch.Size([5, 3])
         """
         return predict_engine.predict(self, self._config, self._record, x, batch_size, verbose, callbacks,

@@ -27,7 +27,13 @@ class BackupAndRestore(Callback):
         delete_checkpoint: remove the backup when training finishes normally.
 
     Example:
-        >>> cb = BackupAndRestore("/tmp/run1-backup", save_freq=50)
+        >>> import os, tempfile, torch; from kerastorch import Model
+        >>> backup_dir = os.path.join(tempfile.mkdtemp(), "backup")
+        >>> net = Model.wrap(torch.nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
+        >>> _ = net.fit(torch.randn(8, 2), torch.randn(8, 1), batch_size=2, epochs=2, verbose=0,
+        ...             callbacks=[BackupAndRestore(backup_dir, save_freq=2)])
+        >>> os.listdir(backup_dir)  # the finished fit deleted its backup
+        []
     """
 
     def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",

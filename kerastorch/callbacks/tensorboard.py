@@ -44,7 +44,13 @@ class TensorBoard(Callback):
         ImportError: when the ``tensorboard`` package is not installed.
 
     Example:
-        >>> cb = TensorBoard(log_dir="logs/run1")  # doctest: +SKIP
+        >>> import os, tempfile, torch; from kerastorch import Model
+        >>> log_dir = os.path.join(tempfile.mkdtemp(), "run1")
+        >>> net = Model.wrap(torch.nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
+        >>> x, y = torch.randn(8, 2), torch.randn(8, 1)
+        >>> _ = net.fit(x, y, epochs=2, validation_data=(x, y), verbose=0, callbacks=[TensorBoard(log_dir)])
+        >>> sorted(os.listdir(log_dir))
+        ['train', 'validation']
     """
 
     def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> "TensorBoard":

@@ -58,7 +58,10 @@ def atomic_save(obj: Any, path: PathLike) -> None:
             names ``path`` and the underlying error. No temp file is left behind.
 
     Example:
-        >>> atomic_save({"model": model.state_dict(), "epoch": 3}, "ckpt/last.pt")
+        >>> import os, tempfile; folder = tempfile.mkdtemp()
+        >>> atomic_save({"model": torch.nn.Linear(2, 1).state_dict(), "epoch": 3}, os.path.join(folder, "last.pt"))
+        >>> os.listdir(folder)  # no temp file left beside it
+        ['last.pt']
     """
     target = os.fspath(path)
     if os.path.isdir(target):
@@ -156,8 +159,12 @@ def safe_load(path: PathLike, *, map_location: Any = "cpu", trust_checkpoint: bo
             ``trust_checkpoint``) holds objects other than tensors/containers.
 
     Example:
-        >>> state = safe_load("ckpt/last.pt")
-        >>> model.load_state_dict(state["model"])
+        >>> import os, tempfile; path = os.path.join(tempfile.mkdtemp(), "last.pt")
+        >>> model = torch.nn.Linear(2, 1)
+        >>> atomic_save({"model": model.state_dict(), "epoch": 3}, path)
+        >>> state = safe_load(path)
+        >>> model.load_state_dict(state["model"]), state["epoch"]
+        (<All keys matched successfully>, 3)
     """
     source = os.fspath(path)
     with open(source, "rb") as file:
@@ -228,7 +235,9 @@ def check_writable(directory: PathLike) -> None:
         CheckpointError: The folder cannot be created or written to.
 
     Example:
-        >>> check_writable("runs/exp1/checkpoints")
+        >>> import os, tempfile; folder = os.path.join(tempfile.mkdtemp(), "exp1", "checkpoints")
+        >>> check_writable(folder); os.listdir(folder)  # created, and the probe file removed
+        []
     """
     folder = os.fspath(directory)
     try:
@@ -252,8 +261,10 @@ def cleanup_temp_files(directory: PathLike) -> list[str]:
         Sorted names (not paths) of the deleted files.
 
     Example:
-        >>> cleanup_temp_files("ckpt")
-        ['.last.pt.tmp-4242-1a2b3c4d']
+        >>> import os, tempfile; folder = tempfile.mkdtemp()
+        >>> open(os.path.join(folder, f".last.pt.tmp-{os.getpid()}-1a2b3c4d"), "wb").close()  # not being written
+        >>> cleanup_temp_files(folder)
+        ['.last.pt.tmp-...-1a2b3c4d']
     """
     folder = os.fspath(directory)
     if not os.path.isdir(folder):
@@ -310,8 +321,14 @@ def newest_valid(paths: Iterable[PathLike], *, trust_checkpoint: bool = False) -
         UserWarning: For each skipped corrupt or unsafe file, naming it.
 
     Example:
-        >>> newest_valid(glob.glob("ckpt/*.pt"))
-        'ckpt/epoch_007.pt'
+        >>> import os, tempfile, warnings; folder = tempfile.mkdtemp()
+        >>> old, new = os.path.join(folder, "epoch_1.pt"), os.path.join(folder, "epoch_2.pt")
+        >>> atomic_save({"epoch": 1}, old); open(new, "wb").close()  # the newer file is empty: corrupt
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     chosen = newest_valid([old, new])
+        >>> os.path.basename(chosen), len(caught)
+        ('epoch_1.pt', 1)
     """
     dated = []
     for index, path in enumerate(paths):

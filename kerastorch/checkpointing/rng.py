@@ -23,7 +23,12 @@ def capture_rng_state() -> dict[str, Any]:
         A dict for :func:`restore_rng_state`.
 
     Example:
-        >>> atomic_save({"rng": capture_rng_state()}, "ckpt/last.pt")
+        >>> import os, tempfile; from kerastorch.checkpointing.files import atomic_save, safe_load
+        >>> path = os.path.join(tempfile.mkdtemp(), "last.pt")
+        >>> atomic_save({"rng": capture_rng_state()}, path)
+        >>> first = torch.rand(3)
+        >>> restore_rng_state(safe_load(path)["rng"]); torch.equal(torch.rand(3), first)
+        True
     """
     version, internal, gauss_next = random.getstate()
     numpy_state = np.random.get_state(legacy=True)
@@ -51,7 +56,12 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         state: The dict from :func:`capture_rng_state`, e.g. after a save and load.
 
     Example:
-        >>> restore_rng_state(safe_load("ckpt/last.pt")["rng"])
+        >>> import random
+        >>> state = capture_rng_state()
+        >>> first = random.random(), torch.rand(3)
+        >>> restore_rng_state(state)
+        >>> random.random() == first[0], torch.equal(torch.rand(3), first[1])  # the same numbers again
+        (True, True)
     """
     if "python" in state:
         version, internal, gauss_next = state["python"]

@@ -16,6 +16,7 @@ Argmax-based metrics and AUC are unaffected by the rule, except multiclass AUC,
 which applies softmax to logits.
 
 Example:
+    >>> import torch
     >>> m = get("binary_accuracy")
     >>> m.update(torch.tensor([[0.9], [0.2]]), torch.tensor([1.0, 1.0]))
     >>> float(m.result())
