@@ -49,7 +49,7 @@ def reject_unknown_arguments(function: str, unknown: dict[str, Any], valid: Iter
         Traceback (most recent call last):
         ...
         TypeError: compile() got an unexpected keyword argument 'metric'. Did you mean `metrics`? Valid arguments: loss, metrics.
-    """
+    """  # noqa: E501 (a doctest's expected message is one line)
     if not unknown:
         return
     hints = hints or {}

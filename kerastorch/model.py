@@ -9,7 +9,8 @@ a :class:`~kerastorch.engine.session.FitRecord` (``_record``).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ class Model(nn.Module):
         self.stop_training = False
 
     @classmethod
-    def wrap(cls, module: nn.Module) -> "Model":
+    def wrap(cls, module: nn.Module) -> Model:
         """Return a Model that shares ``module``'s parameters, buffers and forward.
 
         A new object of a subclass of ``type(module)`` and ``Model``, with exactly ``module``'s
@@ -251,8 +252,7 @@ class Model(nn.Module):
         x, y, sample_weight = unpack_batch(batch)
         with self._config.precision.autocast():
             y_pred = self.forward_batch(x)
-            logs = {} if self._config.loss is None else \
-                self.compute_loss(y_pred, y, sample_weight, training=False)[1]
+            logs = {} if self._config.loss is None else self.compute_loss(y_pred, y, sample_weight, training=False)[1]
         self.update_metrics(y_pred, y, sample_weight)
         return logs
 

@@ -24,8 +24,9 @@ differentiating the penalty: the same update for a fraction of the cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from fnmatch import fnmatchcase
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 #: A glob on dotted parameter names, a module type, or a list mixing those.
-Selector = Union[str, type, Sequence[Union[str, type]], None]
+Selector = str | type | Sequence[str | type] | None
 
 
 class _Term(NamedTuple):
@@ -197,7 +198,7 @@ class BoundPenalty:
         seen: set[int] = set()
         self.parameters: list[tuple[str, nn.Parameter]] = []
         for term in self._terms:
-            for name, p in zip(term.names, term.params):
+            for name, p in zip(term.names, term.params, strict=True):
                 if id(p) not in seen:
                     seen.add(id(p))
                     self.parameters.append((name, p))

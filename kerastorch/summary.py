@@ -5,7 +5,8 @@ Parameters are counted from the module itself, so shared or tied weights count o
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torchinfo
@@ -15,7 +16,7 @@ from torchinfo.layer_info import LayerInfo
 
 from .checks import require_positive_int
 
-DtypeLike = Union[torch.dtype, type]
+DtypeLike = torch.dtype | type
 _MB = 1024**2
 _WIDTHS = (20, 25, 15)  # torchsummary's name / shape / param columns
 
@@ -60,7 +61,7 @@ def _make_inputs(input_shape: Sequence[Any], input_dtype: Any, batch_size: int,
     # A private generator keeps the caller's global RNG stream untouched.
     gen = torch.Generator().manual_seed(0)
     inputs = []
-    for shape, dtype in zip(shapes, dtypes):
+    for shape, dtype in zip(shapes, dtypes, strict=True):
         size = (batch_size, *shape)
         if dtype.is_floating_point or dtype.is_complex:
             x = torch.rand(size, generator=gen, dtype=dtype)

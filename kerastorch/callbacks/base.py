@@ -26,7 +26,8 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 HOOKS: tuple[str, ...] = (
     "on_train_begin", "on_train_end",

@@ -106,7 +106,7 @@ class EarlyStopping(Callback):
                          if self.best is not None else f"no finite {self.monitor} seen")
             if restored:
                 parts.append(f"restored the weights of epoch {self.best_epoch + 1}")
-            print("EarlyStopping: " + "; ".join(parts))  # verbose > 0: output the user asked for
+            print("EarlyStopping: " + "; ".join(parts))  # noqa: T201 (verbose > 0: output the user asked for)
 
     def state_dict(self) -> dict[str, Any]:
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,

@@ -47,7 +47,7 @@ class TensorBoard(Callback):
         >>> cb = TensorBoard(log_dir="logs/run1")  # doctest: +SKIP
     """
 
-    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> "TensorBoard":
+    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> TensorBoard:
         # Only an instance that writes batch values has a batch hook, so the
         # default adds nothing to the training batch loop.
         if cls is TensorBoard and update_freq != "epoch":

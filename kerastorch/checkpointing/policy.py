@@ -83,7 +83,8 @@ def safe_to_save(model: nn.Module, session: Any) -> bool:
             accumulator), or None outside ``fit``.
     """
     accumulator = getattr(session, "accumulator", None)
-    bad = getattr(session, "nonfinite", False) or (accumulator is not None and accumulator.first_nonfinite() is not None)
+    bad = getattr(session, "nonfinite", False) or (
+        accumulator is not None and accumulator.first_nonfinite() is not None)
     if bad or not finite_weights(model):
         warnings.warn("Not writing a checkpoint: the loss or the weights are non-finite. "
                       "The previous checkpoint is kept.", RuntimeWarning, stacklevel=3)

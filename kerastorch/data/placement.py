@@ -7,7 +7,7 @@ re-made over this rank's shard when it uses the default samplers.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader

@@ -23,8 +23,8 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
 from ..checkpointing.training_state import restore
-from ..compiling import known_log_keys
 from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
+from ..compiling import known_log_keys
 from ..data import adapt, batch_size_of, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
 from .evaluate import run_test, validation_source

@@ -57,7 +57,7 @@ def concatenate(outputs: list[Any]) -> Any:
     first = outputs[0]
     if isinstance(first, torch.Tensor):
         # Outputs stay on the device during the loop; one copy to the host at the end.
-        return torch.cat(outputs).cpu() if first.dim() else torch.stack(outputs).cpu()  # host-sync: once, after the loop
+        return torch.cat(outputs).cpu() if first.dim() else torch.stack(outputs).cpu()  # host-sync: once after the loop
     if isinstance(first, (tuple, list)):
         return type(first)(concatenate([out[i] for out in outputs]) for i in range(len(first)))
     if isinstance(first, dict):

@@ -8,13 +8,14 @@ dict of components, and multi-output losses with weights.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from . import registry as losses_module
 from ..checks import check_class_targets, check_target_shape, describe
+from . import registry as losses_module
 
 # Losses whose target holds class indices rather than values shaped like the output.
 _CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
@@ -149,12 +150,13 @@ class LossComputer:
                              f"loss keys {sorted(map(str, self.losses))}, weight keys {sorted(map(str, weights))}")
         return {key: float(value) for key, value in weights.items()}
 
-    def to(self, device: torch.device) -> "LossComputer":
+    def to(self, device: torch.device) -> LossComputer:
         for single in self.losses.values():
             single.to(device)
         return self
 
-    def __call__(self, y_pred: Any, y_true: Any, sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, y_pred: Any, y_true: Any,
+                 sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.structure is None:
             return _split(self.losses[None](y_pred, y_true, sample_weight))
         total, components = None, {}

@@ -70,7 +70,7 @@ class Metric:
             state.zero_()
         self._host_count = 0
 
-    def to(self, device: torch.device) -> "Metric":
+    def to(self, device: torch.device) -> Metric:
         self._states = {k: v.to(device) for k, v in self._states.items()}
         return self
 
