@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from fnmatch import fnmatchcase
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -221,7 +221,7 @@ class BoundPenalty:
             for p in params:
                 if p.grad is None:  # the data loss did not reach this weight; the penalty still does
                     p.grad = torch.zeros_like(p)
-            grads = [p.grad for p in params]
+            grads = cast("list[torch.Tensor]", [p.grad for p in params])  # none is None after the loop above
             if term.l1:
                 torch._foreach_add_(grads, torch._foreach_sign(params), alpha=term.l1)
             if term.l2:
@@ -290,7 +290,7 @@ def _collect(spec: object, module: nn.Module, terms: list[_Term]) -> None:
 
 
 def _term_penalty(term: _Term) -> torch.Tensor:
-    params = list(term.params)
+    params: list[torch.Tensor] = list(term.params)
     total = params[0].new_zeros(())  # right device; stays 0 if both coefficients are 0
     if term.l1:
         total = total + term.l1 * _stacked(torch._foreach_norm(params, 1)).sum()
@@ -299,7 +299,7 @@ def _term_penalty(term: _Term) -> torch.Tensor:
     return total
 
 
-def _stacked(norms: Sequence[torch.Tensor]) -> torch.Tensor:
+def _stacked(norms: tuple[torch.Tensor, ...]) -> torch.Tensor:
     stacked = torch.stack(norms)  # promotes mixed parameter dtypes
     # bf16/fp16 norms would round badly once squared and summed.
     return stacked if stacked.dtype.itemsize >= 4 else stacked.float()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torchinfo
@@ -26,8 +26,9 @@ def _as_dtype(obj: Any) -> torch.dtype:
     if isinstance(obj, torch.dtype):
         return obj
     # Tensor *classes* carry a dtype; tensor instances do too, so require a class.
-    if isinstance(obj, type) and isinstance(getattr(obj, "dtype", None), torch.dtype):
-        return obj.dtype
+    dtype = getattr(obj, "dtype", None) if isinstance(obj, type) else None
+    if isinstance(dtype, torch.dtype):
+        return dtype
     raise TypeError(f"input_dtype must be a torch.dtype (e.g. torch.int64) or a tensor type "
                     f"(e.g. torch.LongTensor). Received: {obj!r} ({type(obj).__name__})")
 
@@ -38,7 +39,7 @@ def _shapes(input_shape: Sequence[Any]) -> list[tuple[int, ...]]:
         raise TypeError(f"input_shape must be a tuple of ints or a list of such tuples, "
                         f"Received: input_shape={input_shape!r}")
     nested = [s for s in input_shape if isinstance(s, (tuple, list, torch.Size))]
-    shapes = [tuple(s) for s in input_shape] if nested else [tuple(input_shape)]
+    shapes = [tuple(s) for s in cast(Sequence[Any], input_shape)] if nested else [tuple(input_shape)]
     for shape in shapes:
         if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise ValueError(f"input_shape entries must be positive ints. Received: {input_shape!r}")

@@ -71,7 +71,7 @@ class LambdaCallback(Callback):
         key = (cls, frozenset(functions))
         subclass = _classes.get(key)
         if subclass is None:
-            namespace = {hook: _forwarder(hook) for hook in sorted(functions)}
+            namespace: dict[str, Any] = {hook: _forwarder(hook) for hook in sorted(functions)}
             namespace.update({"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                               "__doc__": cls.__doc__})
             subclass = _classes[key] = type(cls.__name__, (cls,), namespace)

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -46,7 +46,7 @@ class SaveSchedule:
                 on the last batch of an accumulation window).
         """
         self.batches_seen += 1
-        if self.batches_seen % self.save_freq == 0:
+        if self.batches_seen % cast(int, self.save_freq) == 0:  # an int: only called when not per_epoch
             self.due = True
         if self.due and session.update_now:
             self.due = False

@@ -10,8 +10,8 @@ tensor, a tuple/list (positional inputs) or a dict (keyword inputs).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -238,12 +238,12 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool,
         if len(source) == 0:
             raise ValueError(f"`{arg}` is empty: the DataLoader yields no batches.")
         return source
-    if len(x) == 0:
+    if len(cast(Sized, x)) == 0:
         raise ValueError(f"`{arg}` is empty: the Dataset has 0 samples.")
     arrays = _tensor_dataset_arrays(x)
     if arrays is not None:
         return TensorBatcher(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
-    options = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
+    options: dict[str, Any] = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
                "generator": generator if shuffle else None}
     return LoaderSource(DataLoader(**options), built_from=options)
 

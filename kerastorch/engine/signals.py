@@ -11,9 +11,10 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from ..callbacks.base import CallbackList
     from .session import Session
 
 
@@ -44,7 +45,7 @@ def signal_guard(session: Session) -> Iterator[None]:
 def raise_for_signal(session: Session) -> None:
     """Save interrupt checkpoints, then raise KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM)."""
     received, session.pending_signal = session.pending_signal, None
-    for save in session.callbacks.save_interrupt_checkpoint:
+    for save in cast("CallbackList", session.callbacks).save_interrupt_checkpoint:  # fit made the list
         save()
     if received == "SIGTERM":
         raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports

@@ -10,12 +10,13 @@ on the device).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from ..callbacks.base import CallbackList
     from ..compiling import CompileConfig
     from .session import Session
 
@@ -34,7 +35,7 @@ def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session |
         scaler.unscale_(config.optimizer)
         config.penalty.add_gradients()
     if session is not None:
-        for hook in session.callbacks.on_backward_end:
+        for hook in cast("CallbackList", session.callbacks).on_backward_end:  # set for every engine session
             hook(session.batch, None)
     if not update:
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ class _SingleLoss:
         # Weighted losses need per-sample values: a copy of the loss with reduction="none".
         if isinstance(fn, nn.Module) and hasattr(fn, "reduction"):
             twin = copy.copy(fn)
-            twin.reduction = "none"
+            twin.reduction = "none"  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module
             return twin
         return None
 
@@ -88,9 +88,10 @@ class _SingleLoss:
 
     def _class_weights(self, y_true: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self._class_weight_table is None or self._class_weight_table.device != like.device:
-            size = max(self.class_weight) + 1
+            class_weight = cast(dict, self.class_weight)  # only called with class weights
+            size = max(class_weight) + 1
             table = torch.ones(size, dtype=like.dtype, device=like.device)
-            for cls, weight in self.class_weight.items():
+            for cls, weight in class_weight.items():
                 table[cls] = weight
             self._class_weight_table = table
         labels = y_true.reshape(y_true.shape[0], -1)[:, 0]
@@ -167,7 +168,7 @@ class LossComputer:
             components.update({f"{name}_{k}": v for k, v in parts.items()})
             weighted = value * self.weights[key]
             total = weighted if total is None else total + weighted
-        return total, components
+        return cast(torch.Tensor, total), components  # a structure has at least one loss
 
 
 def _pick(structure: Any, key: Any, what: str) -> Any:
