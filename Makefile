@@ -20,6 +20,8 @@ demo: $(STAMP)
 	$(PY) examples/two_rings.py
 
 test: $(STAMP)
+	$(PY) -m ruff check kerastorch tests benchmarks examples
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 # The peers (Lightning, Poutyne, Keras 3) come from the `bench` extra.

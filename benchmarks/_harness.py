@@ -33,8 +33,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 try:
     import resource
@@ -248,7 +249,7 @@ class Row:
     workload: str
     contender: str
     samples: list[float]
-    baseline: "Row | None" = None
+    baseline: Row | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -309,10 +310,11 @@ def fmt(value: float, digits: int = 1) -> str:
 def print_table(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> None:
     """A markdown table, columns padded for reading in a terminal too."""
     widths = [max(len(str(h)), *(len(str(line[i])) for line in lines)) for i, h in enumerate(headers)]
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for line in lines:
-        cells = [str(c).rjust(w) if i >= 2 else str(c).ljust(w) for i, (c, w) in enumerate(zip(line, widths))]
+        cells = [str(c).rjust(w) if i >= 2 else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(line, widths, strict=False))]
         print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()
 
@@ -353,7 +355,7 @@ def paired_ratios(row: Row, reference: Row) -> list[float]:
     that lasts a round mostly cancels out of the ratio, which it does not from
     the ratio of two medians taken over different rounds.
     """
-    return [mine / theirs for mine, theirs in zip(row.samples, reference.samples)]
+    return [mine / theirs for mine, theirs in zip(row.samples, reference.samples, strict=False)]
 
 
 def sign_test_p(wins: int, rounds: int) -> float:

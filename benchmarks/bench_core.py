@@ -61,8 +61,15 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from _harness import Comparison, base_parser, paired_target, race, report, setup  # noqa: E402
-from _workloads import (KerastorchFit, Workload, hand_dataloader, hand_slicing, lenet_workload,  # noqa: E402
-                        ring_workload, sliced_batches)
+from _workloads import (  # noqa: E402
+    KerastorchFit,
+    Workload,
+    hand_dataloader,
+    hand_slicing,
+    lenet_workload,
+    ring_workload,
+    sliced_batches,
+)
 
 BASELINE = "hand(DataLoader)"
 

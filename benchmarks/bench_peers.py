@@ -84,15 +84,36 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _peers  # noqa: E402  (sets KERAS_BACKEND=torch before anything imports keras)
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
+import _peers  # noqa: E402  (sets KERAS_BACKEND=torch before anything imports keras)
 import kerastorch as kt  # noqa: E402
-from _harness import (Comparison, Row, Target, base_parser, epochs_only, fmt, interleave,  # noqa: E402
-                      paired_target, print_rows, rows_for, setup, work_per_step, write_json)
-from _workloads import (KerastorchFit, Workload, hand_dataloader, hand_slicing, images,  # noqa: E402
-                        lenet_workload, ring_workload, seeded)
+from _harness import (  # noqa: E402
+    Comparison,
+    Row,
+    Target,
+    base_parser,
+    epochs_only,
+    fmt,
+    interleave,
+    paired_target,
+    print_rows,
+    rows_for,
+    setup,
+    work_per_step,
+    write_json,
+)
+from _workloads import (  # noqa: E402
+    KerastorchFit,
+    Workload,
+    hand_dataloader,
+    hand_slicing,
+    images,
+    lenet_workload,
+    ring_workload,
+    seeded,
+)
 
 BASELINE = "hand(DataLoader)"
 # Rounds per workload = --rounds x this factor. The MLP's steps are the noisiest (mostly Python);
@@ -175,7 +196,7 @@ def samples_per_second(workload: Workload, row: Row) -> float:
 def call_overhead_ms(row: Row) -> float:
     """Median over rounds of the time a call spends outside its epochs."""
     calls, epochs = row.extra["call_seconds"], row.extra["epoch_seconds"]
-    return statistics.median(total - sum(times) for total, times in zip(calls, epochs)) * 1e3
+    return statistics.median(total - sum(times) for total, times in zip(calls, epochs, strict=False)) * 1e3
 
 
 def targets_for(table: list[Row], peers: list[str]) -> list[Target]:
@@ -246,8 +267,9 @@ def main() -> None:
         targets += targets_for(table, peers)
     print()
     print(f"# device {device}; us/step from whole epochs (epoch hooks); call overhead = per fit call, "
-          "outside epochs; rounds: " + ", ".join(f"{workload.name} {len(table[0].samples)}" for workload, table in rows))
-    for workload, table in rows:
+          "outside epochs; rounds: "
+          + ", ".join(f"{workload.name} {len(table[0].samples)}" for workload, table in rows))
+    for _, table in rows:
         print_rows(table, "hand", extra_columns=[
             ("samples/s", lambda row: fmt(row.extra["samples_per_second"], 0)),
             ("call overhead ms", lambda row: fmt(row.extra["call_overhead_ms"], 2)),

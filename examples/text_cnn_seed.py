@@ -81,7 +81,7 @@ def synthetic_texts(n: int, rng: np.random.Generator) -> tuple[torch.Tensor, tor
 class Net(Model):
 
     def __init__(self):
-        super(Net, self).__init__()
+        super().__init__()
 
         # With padding_idx set, the padding token's embedding stays the zero vector during training
         self.embedding = nn.Embedding(num_embeddings=MAX_WORDS, embedding_dim=3, padding_idx=1)

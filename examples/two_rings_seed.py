@@ -76,7 +76,7 @@ def make_dataloaders():
 
 class DNNModel(torchkeras.Model):
     def __init__(self):
-        super(DNNModel, self).__init__()
+        super().__init__()
         self.fc1 = nn.Linear(2, 4)
         self.fc2 = nn.Linear(4, 8)
         self.fc3 = nn.Linear(8, 1)

@@ -114,7 +114,7 @@ class SkipCountingGradScaler(torch.amp.GradScaler):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["skipped_steps"] = float(self.skip_count().item())  # noqa: checkpoint-time sync, not per step
+        state["skipped_steps"] = float(self.skip_count().item())  # host-sync: checkpoint time, not per step
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

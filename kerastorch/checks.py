@@ -9,9 +9,11 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+_T = TypeVar("_T")
 
 
 def describe(value: Any) -> str:
@@ -27,10 +29,16 @@ def describe(value: Any) -> str:
 
 def require_compiled(config: Any, method: str) -> None:
     """Raise if ``compile`` has not been called before ``method``."""
+    compiled(config, method)
+
+
+def compiled(config: _T | None, method: str) -> _T:
+    """Return ``config`` (the compiled configuration); raise if ``compile`` has not been called before ``method``."""
     if config is None:
         raise RuntimeError(
             f"You must call `compile()` before `{method}()`. "
             "Example: model.compile(optimizer='adam', loss='mse')")
+    return config
 
 
 def reject_unknown_arguments(function: str, unknown: dict[str, Any], valid: Iterable[str],
@@ -49,7 +57,7 @@ def reject_unknown_arguments(function: str, unknown: dict[str, Any], valid: Iter
         Traceback (most recent call last):
         ...
         TypeError: compile() got an unexpected keyword argument 'metric'. Did you mean `metrics`? Valid arguments: loss, metrics.
-    """
+    """  # noqa: E501 (a doctest's expected message is one line)
     if not unknown:
         return
     hints = hints or {}

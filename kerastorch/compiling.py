@@ -9,8 +9,9 @@ and its previous configuration as they were.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -104,7 +105,8 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     scheduler = build_scheduler(lr_scheduler, built_optimizer)
     penalty = regularizers_module.bind(regularizers, model)
     # Every argument is valid: from here on the model and the new objects are placed.
-    model.to(resolved_device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model.to(resolved_device,  # type: ignore[call-overload]  # torch takes both; its stub lacks the overload
+             memory_format=torch.channels_last if channels_last else torch.preserve_format)
     if loss_computer is not None:
         loss_computer.to(resolved_device)
     for metric in built_metrics.values():
@@ -217,7 +219,7 @@ _FUSED_DEVICE_TYPES = ("cuda", "cpu") if TorchVersion(torch.__version__) >= "2.4
 _IMPLEMENTATION_KWARGS = ("fused", "foreach", "differentiable")  # the user chose: leave it
 
 
-def _fused_default(name: str, params: list[torch.Tensor], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _fused_default(name: str, params: Sequence[torch.Tensor], kwargs: dict[str, Any]) -> dict[str, Any]:
     """``{"fused": True}`` when ``name`` has a fused kernel for all of ``params``, else ``{}``."""
     if name not in _FUSED_NAMES or any(key in kwargs for key in _IMPLEMENTATION_KWARGS) or not params:
         return {}

@@ -172,4 +172,4 @@ def all_gather_cat(tensor: torch.Tensor) -> torch.Tensor:
     padded[:tensor.shape[0]] = tensor
     gathered = [torch.zeros_like(padded) for _ in range(world)]
     torch.distributed.all_gather(gathered, padded)
-    return torch.cat([g[:int(n)] for g, n in zip(gathered, lengths)])
+    return torch.cat([g[:int(n)] for g, n in zip(gathered, lengths, strict=True)])

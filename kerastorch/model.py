@@ -9,7 +9,8 @@ a :class:`~kerastorch.engine.session.FitRecord` (``_record``).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from . import compiling
 from .callbacks.base import Callback
 from .checkpointing.files import atomic_save, safe_load
 from .checkpointing.training_state import capture, weights_of
-from .checks import reject_unknown_arguments, require_compiled
+from .checks import compiled, reject_unknown_arguments, require_compiled
 from .compat import torchkeras
 from .data import unpack_batch
 from .distributed import strip_prefixes, unwrap
@@ -67,7 +68,7 @@ class Model(nn.Module):
         self.stop_training = False
 
     @classmethod
-    def wrap(cls, module: nn.Module) -> "Model":
+    def wrap(cls, module: nn.Module) -> Model:
         """Return a Model that shares ``module``'s parameters, buffers and forward.
 
         A new object of a subclass of ``type(module)`` and ``Model``, with exactly ``module``'s
@@ -82,7 +83,7 @@ class Model(nn.Module):
             raise TypeError(f"Model.wrap needs an nn.Module. Received: {type(module).__name__}")
         if isinstance(module, Model):
             return module
-        wrapped_type = type(module.__class__.__name__, (module.__class__, Model), {"__module__": __name__})
+        wrapped_type: type[Model] = type(module.__class__.__name__, (module.__class__, Model), {"__module__": __name__})
         wrapped = wrapped_type.__new__(wrapped_type)
         wrapped.__dict__.update(module.__dict__)  # shares _parameters/_modules dicts with module
         wrapped._init_training_state()
@@ -91,8 +92,7 @@ class Model(nn.Module):
     @property
     def optimizer(self) -> torch.optim.Optimizer:
         """The compiled optimizer."""
-        require_compiled(self._config, "optimizer")
-        return self._config.optimizer
+        return compiled(self._config, "optimizer").optimizer
 
     @property
     def compiled_metrics(self) -> dict[str, Metric]:
@@ -242,7 +242,7 @@ class Model(nn.Module):
             ['epoch', 'loss', 'l1', 'lr']
         """
         x, y, sample_weight = unpack_batch(batch)
-        with self._config.precision.autocast():
+        with self._config.precision.autocast():  # type: ignore[union-attr]  # fit requires compile()
             y_pred = self.forward_batch(x)
             loss, logs = self.compute_loss(y_pred, y, sample_weight)
         self.backward_and_step(loss)
@@ -252,10 +252,10 @@ class Model(nn.Module):
     def test_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One evaluation step (under inference mode); returns scalar tensors to log."""
         x, y, sample_weight = unpack_batch(batch)
-        with self._config.precision.autocast():
+        config: compiling.CompileConfig = self._config  # type: ignore[assignment]  # evaluate requires compile()
+        with config.precision.autocast():
             y_pred = self.forward_batch(x)
-            logs = {} if self._config.loss is None else \
-                self.compute_loss(y_pred, y, sample_weight, training=False)[1]
+            logs = {} if config.loss is None else self.compute_loss(y_pred, y, sample_weight, training=False)[1]
         self.update_metrics(y_pred, y, sample_weight)
         return logs
 
@@ -308,9 +308,9 @@ class Model(nn.Module):
         """
         x, y, epochs, validation_data, torchkeras_form = torchkeras.fit_arguments(
             x, y, epochs, validation_data, dl_train, dl_val)
-        require_compiled(self._config, "fit")
+        config = compiled(self._config, "fit")
         rows_before = len(self._record.history_rows)
-        fit_engine.fit(self, self._config, self._record, x=x, y=y, batch_size=batch_size, epochs=epochs,
+        fit_engine.fit(self, config, self._record, x=x, y=y, batch_size=batch_size, epochs=epochs,
                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
                        validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, sample_weight=sample_weight,
@@ -330,8 +330,8 @@ class Model(nn.Module):
             >>> sorted(net.evaluate(torch.zeros(3, 2), torch.zeros(3, 1)))
             ['loss']
         """
-        require_compiled(self._config, "evaluate")
-        return evaluate_engine.evaluate(self, self._config, self._record, x, y, batch_size, verbose, callbacks,
+        config = compiled(self._config, "evaluate")
+        return evaluate_engine.evaluate(self, config, self._record, x, y, batch_size, verbose, callbacks,
                                         sample_weight)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,

@@ -22,4 +22,4 @@ def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
     stacked = torch.stack([torch.as_tensor(values[k]).detach().to("cpu" if values[k].device.type == "mps"
                                                                   else values[k].device, torch.float64).reshape(())
                            for k in keys])
-    return dict(zip(keys, stacked.tolist()))
+    return dict(zip(keys, stacked.tolist(), strict=True))  # host-sync: the one read per epoch / timed progress refresh

@@ -24,8 +24,9 @@ differentiating the penalty: the same update for a fraction of the cost.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from fnmatch import fnmatchcase
-from typing import Iterator, NamedTuple, Sequence, Union
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,7 +38,7 @@ _NORM_TYPES: tuple[type[nn.Module], ...] = (
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
 
 #: A glob on dotted parameter names, a module type, or a list mixing those.
-Selector = Union[str, type, Sequence[Union[str, type]], None]
+Selector = str | type | Sequence[str | type] | None
 
 
 class _Term(NamedTuple):
@@ -197,7 +198,7 @@ class BoundPenalty:
         seen: set[int] = set()
         self.parameters: list[tuple[str, nn.Parameter]] = []
         for term in self._terms:
-            for name, p in zip(term.names, term.params):
+            for name, p in zip(term.names, term.params, strict=True):
                 if id(p) not in seen:
                     seen.add(id(p))
                     self.parameters.append((name, p))
@@ -220,7 +221,7 @@ class BoundPenalty:
             for p in params:
                 if p.grad is None:  # the data loss did not reach this weight; the penalty still does
                     p.grad = torch.zeros_like(p)
-            grads = [p.grad for p in params]
+            grads: list[torch.Tensor] = [p.grad for p in params]  # type: ignore[misc]  # none is None now
             if term.l1:
                 torch._foreach_add_(grads, torch._foreach_sign(params), alpha=term.l1)
             if term.l2:
@@ -289,7 +290,7 @@ def _collect(spec: object, module: nn.Module, terms: list[_Term]) -> None:
 
 
 def _term_penalty(term: _Term) -> torch.Tensor:
-    params = list(term.params)
+    params: list[torch.Tensor] = list(term.params)
     total = params[0].new_zeros(())  # right device; stays 0 if both coefficients are 0
     if term.l1:
         total = total + term.l1 * _stacked(torch._foreach_norm(params, 1)).sum()
@@ -298,7 +299,7 @@ def _term_penalty(term: _Term) -> torch.Tensor:
     return total
 
 
-def _stacked(norms: Sequence[torch.Tensor]) -> torch.Tensor:
+def _stacked(norms: tuple[torch.Tensor, ...]) -> torch.Tensor:
     stacked = torch.stack(norms)  # promotes mixed parameter dtypes
     # bf16/fp16 norms would round badly once squared and summed.
     return stacked if stacked.dtype.itemsize >= 4 else stacked.float()

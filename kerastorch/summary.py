@@ -5,7 +5,8 @@ Parameters are counted from the module itself, so shared or tied weights count o
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torchinfo
@@ -15,7 +16,7 @@ from torchinfo.layer_info import LayerInfo
 
 from .checks import require_positive_int
 
-DtypeLike = Union[torch.dtype, type]
+DtypeLike = torch.dtype | type
 _MB = 1024**2
 _WIDTHS = (20, 25, 15)  # torchsummary's name / shape / param columns
 
@@ -25,8 +26,9 @@ def _as_dtype(obj: Any) -> torch.dtype:
     if isinstance(obj, torch.dtype):
         return obj
     # Tensor *classes* carry a dtype; tensor instances do too, so require a class.
-    if isinstance(obj, type) and isinstance(getattr(obj, "dtype", None), torch.dtype):
-        return obj.dtype
+    dtype = getattr(obj, "dtype", None) if isinstance(obj, type) else None
+    if isinstance(dtype, torch.dtype):
+        return dtype
     raise TypeError(f"input_dtype must be a torch.dtype (e.g. torch.int64) or a tensor type "
                     f"(e.g. torch.LongTensor). Received: {obj!r} ({type(obj).__name__})")
 
@@ -37,7 +39,7 @@ def _shapes(input_shape: Sequence[Any]) -> list[tuple[int, ...]]:
         raise TypeError(f"input_shape must be a tuple of ints or a list of such tuples, "
                         f"Received: input_shape={input_shape!r}")
     nested = [s for s in input_shape if isinstance(s, (tuple, list, torch.Size))]
-    shapes = [tuple(s) for s in input_shape] if nested else [tuple(input_shape)]
+    shapes = [tuple(s) for s in cast(Sequence[Any], input_shape)] if nested else [tuple(input_shape)]
     for shape in shapes:
         if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
             raise ValueError(f"input_shape entries must be positive ints. Received: {input_shape!r}")
@@ -60,7 +62,7 @@ def _make_inputs(input_shape: Sequence[Any], input_dtype: Any, batch_size: int,
     # A private generator keeps the caller's global RNG stream untouched.
     gen = torch.Generator().manual_seed(0)
     inputs = []
-    for shape, dtype in zip(shapes, dtypes):
+    for shape, dtype in zip(shapes, dtypes, strict=True):
         size = (batch_size, *shape)
         if dtype.is_floating_point or dtype.is_complex:
             x = torch.rand(size, generator=gen, dtype=dtype)

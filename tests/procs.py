@@ -51,7 +51,8 @@ def wait_child(pid, result_path, timeout=60.0):
     if os.path.exists(result_path) and os.path.getsize(result_path):
         value = torch.load(result_path, weights_only=False)["value"]
     if os.path.exists(result_path + ".err"):
-        error = open(result_path + ".err").read()
+        with open(result_path + ".err") as file:
+            error = file.read()
         os.remove(result_path + ".err")
     os.remove(result_path)
     return code, value, error

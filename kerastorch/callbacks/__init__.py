@@ -2,8 +2,8 @@
 from .backup_and_restore import BackupAndRestore
 from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
-from .early_stopping import EarlyStopping
 from .display import EpochLine, EpochTable, ProgressBar, SeedLogger, TorchkerasLogger
+from .early_stopping import EarlyStopping
 from .history import History
 from .lambda_callback import LambdaCallback
 from .lr_scheduler import LearningRateScheduler
@@ -12,6 +12,6 @@ from .reduce_lr_on_plateau import ReduceLROnPlateau
 from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
 
-__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLine", "EpochTable", "History",
-           "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SeedLogger",
-           "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLine", "EpochTable",
+           "History", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau",
+           "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]

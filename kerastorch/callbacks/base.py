@@ -26,7 +26,8 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 HOOKS: tuple[str, ...] = (
     "on_train_begin", "on_train_end",
@@ -117,6 +118,8 @@ class Callback:
         """Restore what :meth:`state_dict` returned."""
 
 
+_Methods = tuple[Callable[..., Any], ...]
+
 #: The capabilities the engine calls on the callbacks that override them.
 CAPABILITIES: tuple[str, ...] = ("flush_writes", "save_interrupt_checkpoint", "resume_candidates",
                                  "auto_resume_path")
@@ -143,6 +146,27 @@ class CallbackList:
         >>> cbs.on_train_batch_end
         ()
     """
+
+    # Set by _build_table: per hook and capability, the bound methods of the callbacks overriding it.
+    on_train_begin: _Methods
+    on_train_end: _Methods
+    on_epoch_begin: _Methods
+    on_epoch_end: _Methods
+    on_train_batch_begin: _Methods
+    on_train_batch_end: _Methods
+    on_backward_end: _Methods
+    on_test_begin: _Methods
+    on_test_end: _Methods
+    on_test_batch_begin: _Methods
+    on_test_batch_end: _Methods
+    on_predict_begin: _Methods
+    on_predict_end: _Methods
+    on_predict_batch_begin: _Methods
+    on_predict_batch_end: _Methods
+    flush_writes: _Methods
+    save_interrupt_checkpoint: _Methods
+    resume_candidates: _Methods
+    auto_resume_path: _Methods
 
     def __init__(self, callbacks: Iterable[Callback] = (), model: Any = None,
                  params: dict[str, Any] | None = None) -> None:

@@ -54,9 +54,9 @@ class CSVLogger(Callback):
                 header = next(csv.reader(existing, delimiter=self.sep), None)
             if header and header[0] == "epoch":
                 self.keys = header[1:]
-            self._file = open(self.filename, "a", newline="")
+            self._file = open(self.filename, "a", newline="")  # noqa: SIM115 (closed in on_train_end)
         else:
-            self._file = open(self.filename, "w", newline="")
+            self._file = open(self.filename, "w", newline="")  # noqa: SIM115 (closed in on_train_end)
         self._writer = csv.writer(self._file, delimiter=self.sep, lineterminator="\n")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -1,7 +1,7 @@
 """EarlyStopping: stop training when a monitored value stops improving."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -102,11 +102,11 @@ class EarlyStopping(Callback):
             parts = []
             if self.stopped_epoch is not None:
                 parts.append(f"stopped after epoch {self.stopped_epoch + 1}")
-            parts.append(f"best {self.monitor}={self.best:.6g} at epoch {self.best_epoch + 1}"
+            parts.append(f"best {self.monitor}={self.best:.6g} at epoch {cast(int, self.best_epoch) + 1}"
                          if self.best is not None else f"no finite {self.monitor} seen")
             if restored:
-                parts.append(f"restored the weights of epoch {self.best_epoch + 1}")
-            print("EarlyStopping: " + "; ".join(parts))  # verbose > 0: output the user asked for
+                parts.append(f"restored the weights of epoch {cast(int, self.best_epoch) + 1}")
+            print("EarlyStopping: " + "; ".join(parts))  # noqa: T201 (verbose > 0: output the user asked for)
 
     def state_dict(self) -> dict[str, Any]:
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,

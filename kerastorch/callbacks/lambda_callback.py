@@ -1,7 +1,8 @@
 """LambdaCallback: a callback built from plain functions, one per hook."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .base import HOOKS, Callback
 
@@ -16,7 +17,7 @@ _classes: dict[tuple[type, frozenset[str]], type] = {}
 
 
 def _forwarder(hook: str) -> Callable[..., Any]:
-    def method(self: "LambdaCallback", *args: Any) -> Any:
+    def method(self: LambdaCallback, *args: Any) -> Any:
         return self.functions[hook](*args)
     method.__name__ = method.__qualname__ = hook
     return method
@@ -26,7 +27,7 @@ def _collect(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Callabl
     if len(args) > len(_POSITIONAL):
         raise TypeError(f"LambdaCallback takes at most {len(_POSITIONAL)} positional arguments "
                         f"({', '.join(_POSITIONAL)}); pass other hooks by keyword.")
-    for name, fn in zip(_POSITIONAL, args):
+    for name, fn in zip(_POSITIONAL, args, strict=False):
         if name in kwargs:
             raise TypeError(f"LambdaCallback got `{name}` both positionally and as a keyword.")
         kwargs = {name: fn, **kwargs}
@@ -65,12 +66,12 @@ class LambdaCallback(Callback):
 
     functions: dict[str, Callable[..., Any]]
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "LambdaCallback":
+    def __new__(cls, *args: Any, **kwargs: Any) -> LambdaCallback:
         functions = _collect(args, kwargs)
         key = (cls, frozenset(functions))
         subclass = _classes.get(key)
         if subclass is None:
-            namespace = {hook: _forwarder(hook) for hook in sorted(functions)}
+            namespace: dict[str, Any] = {hook: _forwarder(hook) for hook in sorted(functions)}
             namespace.update({"__module__": cls.__module__, "__qualname__": cls.__qualname__,
                               "__doc__": cls.__doc__})
             subclass = _classes[key] = type(cls.__name__, (cls,), namespace)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -67,4 +68,4 @@ class LearningRateScheduler(Callback):
             new_lrs.append(lr)
         if self.verbose > 0 and is_rank_zero():
             shown = ", ".join(f"{lr:.6g}" for lr in new_lrs)
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # verbose > 0: output the user asked for
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # noqa: T201 (verbose > 0)

@@ -100,7 +100,7 @@ class ModelCheckpoint(Callback):
         else:
             atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), path)
         if self.verbose:
-            print(f"ModelCheckpoint: saved {path}")  # verbose=1: output the user asked for
+            print(f"ModelCheckpoint: saved {path}")  # noqa: T201 (verbose=1: output the user asked for)
 
     def save_interrupt_checkpoint(self) -> None:
         """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint."""

@@ -53,7 +53,7 @@ class TensorBoard(Callback):
         ['train', 'validation']
     """
 
-    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> "TensorBoard":
+    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> TensorBoard:
         # Only an instance that writes batch values has a batch hook, so the
         # default adds nothing to the training batch loop.
         if cls is TensorBoard and update_freq != "epoch":

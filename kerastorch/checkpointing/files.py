@@ -173,7 +173,7 @@ def safe_load(path: PathLike, *, map_location: Any = "cpu", trust_checkpoint: bo
         try:
             # A file object (not a path) keeps torch from dispatching on the file
             # name (.safetensors); explicit mmap=False ignores a global mmap default.
-            return torch.load(  # noqa: weights_only is True unless the caller passed trust_checkpoint=True
+            return torch.load(  # weights_only is True unless the caller passed trust_checkpoint=True
                 file, map_location=map_location, weights_only=not trust_checkpoint, mmap=False
             )
         except MemoryError:

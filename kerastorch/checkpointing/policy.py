@@ -35,6 +35,7 @@ class SaveSchedule:
         require_positive_int_or_epoch("save_freq", save_freq)
         self.save_freq = save_freq
         self.per_epoch = save_freq == "epoch"
+        self.every_batches = 0 if isinstance(save_freq, str) else save_freq
         self.batches_seen = 0
         self.due = False
 
@@ -46,7 +47,7 @@ class SaveSchedule:
                 on the last batch of an accumulation window).
         """
         self.batches_seen += 1
-        if self.batches_seen % self.save_freq == 0:
+        if self.batches_seen % self.every_batches == 0:
             self.due = True
         if self.due and session.update_now:
             self.due = False
@@ -83,7 +84,8 @@ def safe_to_save(model: nn.Module, session: Any) -> bool:
             accumulator), or None outside ``fit``.
     """
     accumulator = getattr(session, "accumulator", None)
-    bad = getattr(session, "nonfinite", False) or (accumulator is not None and accumulator.first_nonfinite() is not None)
+    bad = getattr(session, "nonfinite", False) or (
+        accumulator is not None and accumulator.first_nonfinite() is not None)
     if bad or not finite_weights(model):
         warnings.warn("Not writing a checkpoint: the loss or the weights are non-finite. "
                       "The previous checkpoint is kept.", RuntimeWarning, stacklevel=3)

@@ -10,7 +10,8 @@ tensor, a tuple/list (positional inputs) or a dict (keyword inputs).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ class TensorBatcher:
             if flat:  # tensors: plain slices, no recursive walk
                 yield tuple(t[begin:end] for t in arrays)
             else:
-                yield tree_map(lambda t: t[begin:end], arrays)
+                yield tree_map(lambda t: t[begin:end], arrays)  # noqa: B023 (tree_map calls it at once)
 
 
 class LoaderSource:
@@ -221,9 +222,9 @@ def adapt(x: Any, y: Any = None, sample_weight: Any = None, *, batch_size: int |
 
 def _check_lengths(arrays: list, arg: str) -> None:
     names = [arg, "y", "sample_weight"][:len(arrays)]
-    sizes = [num_samples(part, f"`{name}`") for part, name in zip(arrays, names)]
+    sizes = [num_samples(part, f"`{name}`") for part, name in zip(arrays, names, strict=True)]
     if len(set(sizes)) > 1:
-        detail = ", ".join(f"{name} has {size}" for name, size in zip(names, sizes))
+        detail = ", ".join(f"{name} has {size}" for name, size in zip(names, sizes, strict=True))
         raise ValueError(f"`{arg}` and `y` must have the same number of samples. Received: {detail}.")
 
 
@@ -237,12 +238,12 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool,
         if len(source) == 0:
             raise ValueError(f"`{arg}` is empty: the DataLoader yields no batches.")
         return source
-    if len(x) == 0:
+    if len(cast(Sized, x)) == 0:
         raise ValueError(f"`{arg}` is empty: the Dataset has 0 samples.")
     arrays = _tensor_dataset_arrays(x)
     if arrays is not None:
         return TensorBatcher(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
-    options = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
+    options: dict[str, Any] = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
                "generator": generator if shuffle else None}
     return LoaderSource(DataLoader(**options), built_from=options)
 

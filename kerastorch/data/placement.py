@@ -7,7 +7,8 @@ re-made over this rank's shard when it uses the default samplers.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator, Sized
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -50,7 +51,8 @@ def shard_loader(loader: DataLoader, rank: int, world: int, seed: int) -> DataLo
     if not isinstance(sampler, (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)) \
             or loader.batch_sampler is None or type(loader.batch_sampler) is not torch.utils.data.BatchSampler:
         return loader  # custom (e.g. DistributedSampler): the user decides what each rank sees
-    shard = ShardSampler(len(loader.dataset), rank, world, isinstance(sampler, torch.utils.data.RandomSampler), seed)
+    shard = ShardSampler(len(cast(Sized, loader.dataset)), rank, world,
+                         isinstance(sampler, torch.utils.data.RandomSampler), seed)
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=shard, num_workers=loader.num_workers,
                       collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
                       timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,

@@ -6,7 +6,8 @@ path with no recursion (the hot loop calls these every step).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

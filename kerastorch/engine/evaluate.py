@@ -1,7 +1,7 @@
 """evaluate: loss and metrics over data, exact over all samples; also fit's validation pass."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -47,7 +47,7 @@ def validation_source(validation_data: Any, batch_size: int | None, config: Comp
 
 def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dict[str, float]:
     """Evaluate over ``source`` with ``model.test_step``; return the logs as floats (read once)."""
-    config, callbacks = session.config, session.callbacks
+    config, callbacks = cast("CompileConfig", session.config), session.callbacks  # compiled
     was_training = model.training
     model.eval()
     accumulator = LogAccumulator(len(source))

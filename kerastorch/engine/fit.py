@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -23,8 +23,8 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
 from ..checkpointing.training_state import restore
-from ..compiling import known_log_keys
 from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
+from ..compiling import known_log_keys
 from ..data import adapt, batch_size_of, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
 from .evaluate import run_test, validation_source
@@ -78,7 +78,9 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
 def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
                steps: int) -> None:
     """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
-    config, record, callbacks = session.config, session.record, session.callbacks
+    # fit compiled the model and made the callback list: neither is None here.
+    config, callbacks = cast("CompileConfig", session.config), session.callbacks
+    record = session.record
     callbacks.call("on_train_begin", None)
     start_epoch = _resume(model, session, initial_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
@@ -112,7 +114,8 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
 
 def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAccumulator:
     """One pass over ``source`` (at most ``steps`` batches) with ``model.train_step``: the hot loop."""
-    config, callbacks, record = session.config, session.callbacks, session.record
+    config, callbacks = cast("CompileConfig", session.config), session.callbacks
+    record = session.record
     accumulator = _begin_epoch(config, session, steps)
     device, channels_last, window = config.device, config.channels_last, config.grad_accum_steps
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
@@ -209,7 +212,7 @@ def _resume(model: Any, session: Session, initial_epoch: int) -> int:
 def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:
     """Reset the accumulation window; DistributedSampler.set_epoch where present."""
     session.accum_divisor, session.update_now = 1, True
-    sampler = getattr(getattr(source, "loader", None), "sampler", None)
+    sampler: Any = getattr(getattr(source, "loader", None), "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
 
@@ -231,7 +234,7 @@ def _begin_epoch(config: CompileConfig, session: Session, steps: int) -> LogAccu
 
 def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator) -> bool:
     """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
-    config = session.config
+    config = cast("CompileConfig", session.config)
     bad_step = accumulator.first_nonfinite()
     if launched_distributed() and any_rank(bad_step is not None, config.device):
         bad_step = -1 if bad_step is None else bad_step  # another rank went non-finite: stop together

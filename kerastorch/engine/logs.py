@@ -91,7 +91,7 @@ class LogAccumulator:
         if buffer is None:
             return None
         bad = (~torch.isfinite(buffer[:len(self.sizes)])).nonzero()
-        return None if bad.numel() == 0 else int(bad[0, 0])
+        return None if bad.numel() == 0 else int(bad[0, 0])  # host-sync: once per epoch (with nonzero above)
 
     def state_dict(self) -> dict[str, Any]:
         k = len(self.sizes)

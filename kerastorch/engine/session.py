@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..callbacks.base import CallbackList
 from .logs import LogAccumulator, running_logs
 
 if TYPE_CHECKING:
-    from ..callbacks.base import CallbackList
     from ..compiling import CompileConfig
 
 
@@ -48,7 +48,7 @@ class Session:
     Attributes:
         config: the compiled configuration (None for ``predict`` before ``compile``).
         record: the model's :class:`FitRecord`.
-        callbacks: this call's :class:`~kerastorch.callbacks.base.CallbackList`.
+        callbacks: this call's :class:`~kerastorch.callbacks.base.CallbackList` (empty when None is given).
         epochs: the ``epochs`` argument of ``fit`` (0 outside fit).
         batch: index of the batch being run within the epoch.
         logs: the last finished epoch's logs (floats).
@@ -72,7 +72,7 @@ class Session:
                  epochs: int = 0) -> None:
         self.config = config
         self.record = record
-        self.callbacks = callbacks
+        self.callbacks = CallbackList() if callbacks is None else callbacks  # no callbacks: empty tables
         self.epochs = epochs
         self.batch = 0
         self.logs: dict[str, float] = {}

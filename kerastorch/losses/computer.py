@@ -8,13 +8,14 @@ dict of components, and multi-output losses with weights.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from . import registry as losses_module
 from ..checks import check_class_targets, check_target_shape, describe
+from . import registry as losses_module
 
 # Losses whose target holds class indices rather than values shaped like the output.
 _CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
@@ -46,7 +47,7 @@ class _SingleLoss:
         # Weighted losses need per-sample values: a copy of the loss with reduction="none".
         if isinstance(fn, nn.Module) and hasattr(fn, "reduction"):
             twin = copy.copy(fn)
-            twin.reduction = "none"
+            twin.reduction = "none"  # type: ignore[assignment]  # torch types Module attributes as Tensor | Module
             return twin
         return None
 
@@ -87,9 +88,10 @@ class _SingleLoss:
 
     def _class_weights(self, y_true: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self._class_weight_table is None or self._class_weight_table.device != like.device:
-            size = max(self.class_weight) + 1
+            class_weight = cast(dict, self.class_weight)  # only called with class weights
+            size = max(class_weight) + 1
             table = torch.ones(size, dtype=like.dtype, device=like.device)
-            for cls, weight in self.class_weight.items():
+            for cls, weight in class_weight.items():
                 table[cls] = weight
             self._class_weight_table = table
         labels = y_true.reshape(y_true.shape[0], -1)[:, 0]
@@ -149,12 +151,13 @@ class LossComputer:
                              f"loss keys {sorted(map(str, self.losses))}, weight keys {sorted(map(str, weights))}")
         return {key: float(value) for key, value in weights.items()}
 
-    def to(self, device: torch.device) -> "LossComputer":
+    def to(self, device: torch.device) -> LossComputer:
         for single in self.losses.values():
             single.to(device)
         return self
 
-    def __call__(self, y_pred: Any, y_true: Any, sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, y_pred: Any, y_true: Any,
+                 sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.structure is None:
             return _split(self.losses[None](y_pred, y_true, sample_weight))
         total, components = None, {}
@@ -165,7 +168,7 @@ class LossComputer:
             components.update({f"{name}_{k}": v for k, v in parts.items()})
             weighted = value * self.weights[key]
             total = weighted if total is None else total + weighted
-        return total, components
+        return cast(torch.Tensor, total), components  # a structure has at least one loss
 
 
 def _pick(structure: Any, key: Any, what: str) -> Any:

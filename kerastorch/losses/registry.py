@@ -6,7 +6,7 @@ scalar tensors with a ``"loss"`` key).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -24,7 +24,8 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..checks import describe
 from .accuracy import Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, TopKAccuracy
@@ -35,8 +36,9 @@ from .confusion import F1Score, Precision, Recall
 from .regression import MeanAbsoluteError, MeanSquaredError, RootMeanSquaredError
 
 __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "FunctionMetric",
-           "MeanAbsoluteError", "MeanMetric", "MeanSquaredError", "Metric", "Precision", "Recall", "RootMeanSquaredError",
-           "SparseCategoricalAccuracy", "TopKAccuracy", "TorchmetricsAdapter", "available", "build", "get"]
+           "MeanAbsoluteError", "MeanMetric", "MeanSquaredError", "Metric", "Precision", "Recall",
+           "RootMeanSquaredError", "SparseCategoricalAccuracy", "TopKAccuracy", "TorchmetricsAdapter", "available",
+           "build", "get"]
 
 
 _REGISTRY: dict[str, Callable[[], Metric]] = {

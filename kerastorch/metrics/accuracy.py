@@ -1,6 +1,8 @@
 """Accuracy metrics: binary (thresholded), categorical, sparse categorical, top-k, and the "accuracy" that picks one."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from .base import MeanMetric, Metric
@@ -81,11 +83,11 @@ class Accuracy(Metric):
                 self._impl = CategoricalAccuracy()
             else:
                 self._impl = SparseCategoricalAccuracy()
-            self.update = self._impl.update  # later batches go straight to the chosen metric
+            setattr(self, "update", self._impl.update)  # noqa: B010 (later batches go straight to the chosen metric)
         self._impl.update(y_pred, y_true, sample_weight)
 
     def result(self):
-        return self._impl.result()
+        return cast(Metric, self._impl).result()  # None before update(): the same AttributeError
 
     def reset(self):
         if self._impl is not None:
@@ -104,5 +106,5 @@ class Accuracy(Metric):
             self._impl = kinds[state["kind"]](**({"from_logits": self.from_logits}
                                                  if state["kind"] == "BinaryAccuracy" else {}))
             self._impl.load_state_dict(state["state"])
-            self.update = self._impl.update
+            setattr(self, "update", self._impl.update)  # noqa: B010 (as in update: straight to the chosen metric)
 

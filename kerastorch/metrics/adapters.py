@@ -1,7 +1,8 @@
 """Metrics from elsewhere: a plain function ``fn(y_pred, y_true)``, or a ``torchmetrics.Metric``."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -34,7 +34,7 @@ class Metric:
 
     def __init__(self) -> None:
         self._states: dict[str, torch.Tensor] = {}
-        self._host_count = 0
+        self._host_count: int | float = 0  # a float once summed over ranks by sync()
 
     def _add_mean(self, values: torch.Tensor, sample_weight: torch.Tensor | None) -> None:
         """Add per-element values (weighted by per-sample weights when given) to the running mean."""
@@ -70,7 +70,7 @@ class Metric:
             state.zero_()
         self._host_count = 0
 
-    def to(self, device: torch.device) -> "Metric":
+    def to(self, device: torch.device) -> Metric:
         self._states = {k: v.to(device) for k, v in self._states.items()}
         return self
 
@@ -81,11 +81,11 @@ class Metric:
         if self._states:
             count = torch.tensor(float(self._host_count), dtype=torch.float64,
                                  device=next(iter(self._states.values())).device)
-            self._host_count = all_reduce_sum(count).item()
+            self._host_count = all_reduce_sum(count).item()  # host-sync: once per epoch, under DDP
 
     def state_dict(self) -> dict[str, Any]:
         """Accumulated state (for mid-epoch checkpoints), as CPU tensors."""
-        state = {k: v.detach().cpu().clone() for k, v in self._states.items()}
+        state = {k: v.detach().cpu().clone() for k, v in self._states.items()}  # host-sync: checkpoint time
         if state:
             state["_host_count"] = torch.tensor(self._host_count)
         return state

@@ -32,7 +32,7 @@ def test_fit_hook_order_with_validation():
     recorder = Recorder()
     x, y = torch.randn(5, 2), torch.randn(5, 1)
     model.fit(x, y, batch_size=3, epochs=2, validation_data=(x[:2], y[:2]), callbacks=[recorder], verbose=0)
-    epoch = lambda e: [f"on_epoch_begin({e})",
+    epoch = lambda e: [f"on_epoch_begin({e})",  # noqa: E731
                        "on_train_batch_begin(0)", "on_backward_end(0)", "on_train_batch_end(0)",
                        "on_train_batch_begin(1)", "on_backward_end(1)", "on_train_batch_end(1)",
                        "on_test_begin", "on_test_batch_begin(0)", "on_test_batch_end(0)", "on_test_end",

@@ -6,7 +6,6 @@ import torch
 from kerastorch.callbacks import CSVLogger
 from support import TinyNet
 
-
 # pandas >= 3 parses floats exactly by default and deprecates float_precision.
 READ_EXACT = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 

@@ -47,7 +47,7 @@ def test_only_given_hooks_are_in_the_table():
 
 def test_every_hook_can_be_given():
     got = []
-    cb = LambdaCallback(**{hook: (lambda hook: lambda *args: got.append(hook))(hook) for hook in HOOKS})
+    cb = LambdaCallback(**{hook: (lambda hook: lambda *args: got.append(hook))(hook) for hook in HOOKS})  # noqa: B023
     table = CallbackList([cb])
     for hook in HOOKS:
         table.call(hook, *((0, None) if "batch" in hook or "epoch" in hook or "backward" in hook else (None,)))

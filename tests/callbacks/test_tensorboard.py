@@ -84,6 +84,7 @@ def test_update_freq_check():
 
 def test_only_batch_logging_adds_a_batch_hook(tmp_path):
     import pickle
+
     from kerastorch.callbacks.base import CallbackList
     assert CallbackList([TensorBoard(tmp_path)]).on_train_batch_end == ()
     batched = TensorBoard(tmp_path, update_freq=5)

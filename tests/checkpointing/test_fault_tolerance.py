@@ -204,7 +204,8 @@ def test_nan_at_epoch_2_batch_3_stops_and_keeps_good_checkpoint(tmp_path):
 
     with pytest.warns(RuntimeWarning, match=r"Non-finite training loss at epoch 2, batch 3"):
         history = model.fit(x, y, batch_size=8, epochs=5, verbose=0,
-                            callbacks=[ModelCheckpoint(best, monitor="loss", save_best_only=True), Poison(), Snapshot()])
+                            callbacks=[ModelCheckpoint(best, monitor="loss", save_best_only=True), Poison(),
+                                       Snapshot()])
     assert len(history) == 2 and np.isnan(history["loss"].iloc[1])
     weights = kt.checkpointing.safe_load(best)
     assert all(torch.isfinite(v).all() for v in weights.values())

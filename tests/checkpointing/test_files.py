@@ -11,7 +11,8 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import numpy as np
 import pytest

@@ -38,7 +38,7 @@ def test_module_level_summary_of_the_seed_net(capsys):
 def test_seed_fit_evaluate_predict_forms(capsys):
     class DNNModel(torchkeras.Model):
         def __init__(self):
-            super(DNNModel, self).__init__()
+            super().__init__()
             self.fc1 = nn.Linear(2, 4)
             self.fc2 = nn.Linear(4, 1)
 

@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import kerastorch as kt
-from kerastorch.callbacks import Callback
 from kerastorch.amp import MixedPrecision
+from kerastorch.callbacks import Callback
 
 HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
 
