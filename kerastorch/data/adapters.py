@@ -3,7 +3,10 @@
 In-memory data (tensors, numpy arrays, pandas frames, ``TensorDataset`` and
 its ``Subset``) is batched by index slicing: one permutation per epoch when
 shuffling, then contiguous views, with an exact last partial batch. Other
-``Dataset`` objects get a ``DataLoader``; a user's ``DataLoader`` is used as is.
+``Dataset`` objects get a ``DataLoader``. A user's ``DataLoader`` is used as is,
+except that one over a ``TensorDataset`` with the default collate, sampler and
+no workers is batched by indexing (:mod:`.indexed`), with the same batches in
+the same order.
 
 Batches are ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; ``x`` may be a
 tensor, a tuple/list (positional inputs) or a dict (keyword inputs).
@@ -18,7 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from ..checks import describe, require_positive_int
-from .trees import tree_leaves, tree_map
+from ..distributed import launched_distributed
+from .batcher import TensorBatcher, num_samples
+from .indexed import IndexedLoader, index_batchable
+from .trees import tree_map
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -58,97 +64,6 @@ def to_structure(value: Any, name: str) -> Any:
     if isinstance(value, (tuple, list)) and value and all(_is_array(v) for v in value):
         return tuple(to_tensor(item, f"{name}[{i}]") for i, item in enumerate(value))
     return to_tensor(value, name)
-
-
-def num_samples(structure: Any, names: str) -> int:
-    """Common first dimension of all leaves; a clear error when they differ."""
-    sizes = [leaf.shape[0] if leaf.dim() else 0 for leaf in tree_leaves(structure)]
-    if not sizes:
-        raise ValueError(f"{names} holds no arrays.")
-    if len(set(sizes)) > 1:
-        raise ValueError(f"All arrays in {names} must have the same number of samples "
-                         f"(first dimension). Received sizes: {sizes}")
-    if sizes[0] == 0:
-        raise ValueError(f"{names} is empty (0 samples). Pass at least one sample.")
-    return sizes[0]
-
-
-class TensorBatcher:
-    """Batches in-memory tensors by slicing: the fast path.
-
-    Args:
-        arrays: a tuple ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)`` of
-            tensors or nested structures of tensors, all with N samples.
-        batch_size: samples per batch; the last batch holds the remainder.
-        shuffle: draw one permutation per epoch from ``generator``.
-        generator: the torch.Generator used for shuffling (saved in checkpoints).
-
-    Example:
-        >>> b = TensorBatcher((torch.arange(10.),), batch_size=4, shuffle=False)
-        >>> [len(x) for (x,) in b]
-        [4, 4, 2]
-    """
-
-    def __init__(self, arrays: tuple, batch_size: int, shuffle: bool,
-                 generator: torch.Generator | None = None) -> None:
-        self.arrays = arrays
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-        self.total_samples = num_samples(arrays, "the data")
-        self.num_samples = self.total_samples  # this rank's share once sharded
-        self.rank, self.world = 0, 1
-        self.skip_batches = 0  # set by resume to skip batches already trained this epoch
-
-    def shard(self, rank: int, world: int) -> None:
-        """Give this rank every ``world``-th sample of each epoch's order, without padding.
-
-        No sample is repeated, so an 11-sample dataset on 2 ranks counts 11 (6 + 5).
-        All ranks must share the generator's state (fit broadcasts its seed).
-        """
-        self.rank, self.world = rank, world
-        self.num_samples = len(range(rank, self.total_samples, world))
-
-    def to_device(self, device: torch.device) -> None:
-        """Keep the whole data on ``device``: epochs then do no host-to-device copies."""
-        self.arrays = tree_map(lambda t: t.to(device), self.arrays)
-
-    def pin(self) -> None:
-        """Pin host memory so per-batch copies to CUDA are asynchronous."""
-        self.arrays = tree_map(lambda t: t.pin_memory() if t.device.type == "cpu" else t, self.arrays)
-
-    def __len__(self) -> int:
-        return -(-self.num_samples // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple]:
-        # The permutation is drawn here, eagerly, not at the first next(): a resumed
-        # epoch restores the generator, calls iter(), then restores the later RNG state.
-        arrays = self.arrays
-        order = torch.randperm(self.total_samples, generator=self.generator) if self.shuffle else None
-        if self.world > 1:
-            base = order if order is not None else torch.arange(self.total_samples)
-            order = base[self.rank::self.world]
-        if order is not None:
-            # One gather per epoch, then zero-copy slices: fewer ops than per-batch indexing.
-            arrays = tree_map(lambda t: t[order.to(t.device)], arrays)
-        start = self.skip_batches * self.batch_size
-        self.skip_batches = 0
-        return self._slices(arrays, start)
-
-    def _slices(self, arrays: Any, start: int) -> Iterator[tuple]:
-        size = self.batch_size
-        if len(arrays) == 2 and all(isinstance(t, torch.Tensor) for t in arrays):
-            x, y = arrays  # (x, y) tensors, the common case: two slices, no generator
-            for begin in range(start, self.num_samples, size):
-                yield x[begin:begin + size], y[begin:begin + size]
-            return
-        flat = all(isinstance(t, torch.Tensor) for t in arrays)
-        for begin in range(start, self.num_samples, size):
-            end = begin + size
-            if flat:  # tensors: plain slices, no recursive walk
-                yield tuple(t[begin:end] for t in arrays)
-            else:
-                yield tree_map(lambda t: t[begin:end], arrays)  # noqa: B023 (tree_map calls it at once)
 
 
 class LoaderSource:
@@ -234,7 +149,8 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool,
         if batch_size is not None and isinstance(x, DataLoader):
             raise ValueError(f"`batch_size` must not be given when `{arg}` is a DataLoader: "
                              f"the DataLoader sets it. Received: batch_size={batch_size}")
-        source = LoaderSource(x)
+        source: TensorBatcher | LoaderSource = \
+            IndexedLoader(x) if index_batchable(x) and not launched_distributed() else LoaderSource(x)
         if len(source) == 0:
             raise ValueError(f"`{arg}` is empty: the DataLoader yields no batches.")
         return source

@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..distributed import launched_distributed, rank, world_size
-from .adapters import LoaderSource, TensorBatcher
+from .adapters import LoaderSource
+from .batcher import TensorBatcher
 from .trees import tree_leaves
 
 DEVICE_DATA_LIMIT = 1 << 30  # data_on_device="auto" keeps data under 1 GiB on the GPU

@@ -16,6 +16,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
@@ -49,8 +50,12 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
             raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
         (x, y, *rest), validation_data = split_validation(x, y, sample_weight, validation_split)
         sample_weight = rest[0] if rest else None
-    generator = _shuffle_generator(record, config.device)
-    seed = int(generator.initial_seed())
+    # A DataLoader shuffles itself: drawing a seed for it from torch's global RNG would change
+    # the order the user's loader gives (its seed comes from that RNG too). Under torchrun the
+    # seed is needed anyway: a sharded DataLoader's ranks share it.
+    generator = _shuffle_generator(record, config.device) \
+        if shuffle and (not isinstance(x, DataLoader) or launched_distributed()) else None
+    seed = int(generator.initial_seed()) if generator is not None else 0
     train_source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, generator=generator),
                          config.device, config.data_on_device, seed)
     val_source = validation_source(validation_data, batch_size, config, seed)
@@ -121,6 +126,9 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
         callbacks.batch_writers
     first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
+    # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
+    # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.
+    capped = steps < len(source)
     for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
         session.batch = index
         for hook in batch_begin:
@@ -140,7 +148,8 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
             write()
         # A signal waits for the end of a gradient-accumulation window, so the interrupt
         # checkpoint holds no partial gradients.
-        if model.stop_training or index + 1 >= steps or (session.pending_signal is not None and session.update_now):
+        if model.stop_training or (capped and index + 1 >= steps) or \
+                (session.pending_signal is not None and session.update_now):
             break
     return accumulator
 
