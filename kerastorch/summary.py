@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
-import torchinfo
 from torch import nn
-from torchinfo import torchinfo as _torchinfo_impl
-from torchinfo.layer_info import LayerInfo
 
 from .checks import require_positive_int
+
+if TYPE_CHECKING:
+    from torchinfo import ModelStatistics
+    from torchinfo.layer_info import LayerInfo
 
 DtypeLike = torch.dtype | type
 _MB = 1024**2
@@ -81,8 +82,13 @@ def _nbytes(data: Any) -> int:
     return sum(_nbytes(v) for v in data) if isinstance(data, (list, tuple)) else 0
 
 
-def _run_torchinfo(module: nn.Module, data: Any, depth: int) -> torchinfo.ModelStatistics:
+def _run_torchinfo(module: nn.Module, data: Any, depth: int) -> ModelStatistics:
     """Run torchinfo quietly in eval mode, then restore every submodule's own mode."""
+    # Imported here: torchinfo takes a noticeable part of `import kerastorch`, and only a
+    # summary needs it.
+    import torchinfo
+    from torchinfo import torchinfo as _torchinfo_impl
+
     # torchinfo restores only the top module's flag via model.train(flag), which
     # overwrites submodules deliberately left in another mode (e.g. frozen BatchNorm).
     modes = [(m, m.training) for m in module.modules()]

@@ -9,9 +9,10 @@ Scripts written for torchkeras run with only the import changed:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def merge_compile_names(loss: Any, loss_func: Any, metrics: Any, metrics_dict: Any) -> tuple[Any, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prettytable import PrettyTable
-
 from ..base import Callback
 
 
@@ -20,6 +18,8 @@ def format_value(key: str, value: Any, decimals: int = 4) -> str:
 
 def render_table(row: dict[str, Any], decimals: int = 4, min_width: int = 0) -> str:
     """A one-row prettytable as a string (column width at least ``min_width``)."""
+    from prettytable import PrettyTable  # imported when a table is printed, not with kerastorch
+
     table = PrettyTable(list(row))
     for name in row:
         table.min_width[name] = max(min_width, len(name))

@@ -8,8 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..base import Callback
 from .epoch_table import format_value
 
@@ -34,6 +32,8 @@ class ProgressBar(Callback):
         self._next_refresh = 0.0
 
     def _open(self, desc: str, total: int | None) -> None:
+        from tqdm.auto import tqdm  # imported when a bar is shown, not with kerastorch
+
         self._bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="step")
         self._done, self._next_refresh = 0, time.monotonic() + self.refresh_seconds
 
