@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_regularizers.py
 	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_peers.py
+
+# On a machine with CUDA: tests/gpu, the no-host-sync checks and the --device cuda benchmark
+# rows, about 8 minutes at most; writes gpu-check-results.json.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out gpu-check-results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info

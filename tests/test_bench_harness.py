@@ -119,3 +119,16 @@ def test_interleave_runs_each_contender_once_per_round_in_varying_seeded_orders(
     predecessors_of_a = {order[order.index("A") - 1] for order in orders if order[0] != "A"}
     assert predecessors_of_a == {"B", "C", "D"}
     assert rounds_run() == orders  # seeded: every run of a script uses the same orders
+
+
+def test_gpu_check_says_when_there_is_no_cuda():
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: make gpu-check runs the real check")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "gpu_check.py")
+    done = subprocess.run([sys.executable, script, "--out", os.devnull], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "CUDA is not available on this machine; nothing was run." in done.stderr
