@@ -34,8 +34,10 @@ How to read it
     1.05 is 5% slower. With tiny models (the MLP) a step is dominated by Python
     and data loading, so this is where framework overhead shows. Targets,
     printed as PASS/FAIL from paired ratios (the median over rounds of each
-    round's ratio, see bench_peers): fit(DataLoader) <= 1.05x hand(DataLoader)
-    on both workloads, and fit(x, y) faster than hand(DataLoader). On a shared machine
+    round's ratio, see bench_peers): fit(DataLoader) <= 0.75x hand(DataLoader) on
+    the MLP (kerastorch batches a DataLoader over a TensorDataset by indexing, with
+    the DataLoader's own random draws) and <= 1.05x on LeNet, and fit(x, y) faster
+    than hand(DataLoader). On a shared machine
     compare medians, rerun when a ratio sits near its limit, and look at the
     min column as the best case.
 
@@ -99,6 +101,10 @@ def data_alone(workload: Workload, rounds: int) -> str:
             + ", ".join(f"{name} {statistics.median(values):,.0f}" for name, values in samples.items()))
 
 
+#: fit(DataLoader(TensorDataset)) / hand(DataLoader) targets that differ from 1.05x.
+LOADER_LIMITS = {"two-ring MLP": 0.75}
+
+
 def main() -> None:
     args = base_parser(__doc__, rounds=20).parse_args()
     setup(args)
@@ -110,8 +116,11 @@ def main() -> None:
         rows += table
         by_name = {row.contender: row for row in table}
         hand = by_name[BASELINE]
-        targets.append(paired_target(f"{workload.name}: fit(DataLoader) vs hand(DataLoader) <= 1.05x",
-                                     Comparison(by_name["kerastorch fit(DataLoader)"], hand), 1.05))
+        # A DataLoader over a TensorDataset is batched by indexing (kerastorch.data.indexed): where
+        # batching is most of a step (the MLP) fit must win it; elsewhere it must cost nothing.
+        limit = LOADER_LIMITS.get(workload.name, 1.05)
+        targets.append(paired_target(f"{workload.name}: fit(DataLoader) vs hand(DataLoader) <= {limit:.2f}x",
+                                     Comparison(by_name["kerastorch fit(DataLoader)"], hand), limit))
         targets.append(paired_target(f"{workload.name}: fit(x, y) faster than hand(DataLoader) (< 1.00x)",
                                      Comparison(by_name["kerastorch fit(x, y)"], hand), 1.00, strict=True))
         notes.append(data_alone(workload, args.rounds))
