@@ -51,6 +51,8 @@ class CompileConfig:
         ddp: the DistributedDataParallel wrapper under torchrun, else None.
         channels_last: 4-D inputs are converted to channels_last.
         data_on_device: keep in-memory data on the GPU (True, False, "auto").
+        loss_spec, metric_specs: the loss and the metrics (by name) as they were given.
+        torchkeras_form: compiled the torchkeras way (``loss_func=``, or a loss first).
     """
 
     optimizer: torch.optim.Optimizer
@@ -71,6 +73,9 @@ class CompileConfig:
     ddp: Any = None
     channels_last: bool = False
     data_on_device: bool | str = "auto"
+    loss_spec: Any = None
+    metric_specs: dict[str, Any] = field(default_factory=dict)
+    torchkeras_form: bool = False
 
 
 def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
@@ -117,7 +122,9 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         lr_scheduler=scheduler, scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor,
         grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
         trainable=[p for p in model.parameters() if p.requires_grad],
-        channels_last=channels_last, data_on_device=data_on_device)
+        channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss,
+        metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
+                                                                              strict=True)))
     _wrap_execution(config, model, data_parallel, jit_compile)
     return config
 

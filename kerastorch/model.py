@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 _STEP_METHODS = ("train_step", "test_step", "compute_loss")
 
 
-class Model(nn.Module):
-    """An ``nn.Module`` with Keras's training API.
+class Model(torchkeras.TorchkerasSurface, nn.Module):
+    """An ``nn.Module`` with Keras's training API; ``Model(net)`` wraps a module the torchkeras way.
 
     Example:
         >>> class Net(Model):
@@ -57,8 +57,10 @@ class Model(nn.Module):
     Customise a step by overriding :meth:`train_step` (see its docstring).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, net: nn.Module | None = None) -> None:
         super().__init__()
+        if net is not None:  # torchkeras's Model(net): net is the submodule `net` and the forward
+            self.net = torchkeras.checked_net(net)
         self._init_training_state()
 
     def _init_training_state(self) -> None:
@@ -114,7 +116,7 @@ class Model(nn.Module):
         first = next(self.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
-    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, *,
+    def compile(self, *args: Any, optimizer: Any = None, loss: Any = None, metrics: Any = None,
                 optimizer_kwargs: dict[str, Any] | None = None,
                 regularizers: Any = None, loss_weights: Any = None, class_weight: dict | None = None,
                 device: str | torch.device = "auto", precision: str | None = None, amp: bool = False,
@@ -126,9 +128,12 @@ class Model(nn.Module):
                 loss_func: Any = None, metrics_dict: dict | None = None, **unknown: Any) -> None:
         """Configure training. Calling again replaces the whole configuration.
 
+        Positionally ``compile(optimizer, loss, metrics)``, or torchkeras's ``compile(loss_func,
+        optimizer, metrics_dict, device)`` when the first is a loss (a module or ``fn(y_pred, y)``).
+
         Args:
-            optimizer: "adam", "adamw", "sgd", "rmsprop", "adagrad"; an optimizer
-                built on this model's parameters; or ``callable(params)``.
+            optimizer: "adam" (the default), "adamw", "sgd", "rmsprop", "adagrad"; an
+                optimizer built on this model's parameters; or ``callable(params)``.
             loss: a name ("mse", "mae", "bce", "bce_with_logits", "cross_entropy",
                 "nll", "huber", "smooth_l1", "focal"), an ``nn.Module``, a function
                 ``fn(y_pred, y_true)`` (may return a dict with a "loss" key whose
@@ -137,8 +142,7 @@ class Model(nn.Module):
                 :mod:`kerastorch.metrics`), a function ``fn(y_pred, y_true)``, or a
                 ``torchmetrics.Metric``.
             optimizer_kwargs: hyperparameters of a named optimizer, e.g. ``{"lr": 1e-2}``.
-            regularizers: weight penalties (:mod:`kerastorch.regularizers`), added
-                to the training objective and logged as ``reg_loss``.
+            regularizers: weight penalties (:mod:`kerastorch.regularizers`), logged as ``reg_loss``.
             loss_weights: per-output weights for a dict/list ``loss``.
             class_weight: ``{class_index: weight}`` for built-in losses.
             device: "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
@@ -153,8 +157,7 @@ class Model(nn.Module):
                 warning, no wrap). Under ``torchrun`` fit uses DistributedDataParallel.
             jit_compile: True, or a dict of ``torch.compile`` keyword arguments.
             channels_last: convert the model and 4-D inputs to channels_last (conv nets on GPU).
-            data_on_device: keep in-memory training data on the GPU ("auto": when it
-                takes under 1 GiB), so epochs copy nothing from the host.
+            data_on_device: keep in-memory training data on the GPU ("auto": under 1 GiB).
             loss_func / metrics_dict: the torchkeras names for ``loss`` / ``metrics``.
 
         Raises:
@@ -167,14 +170,16 @@ class Model(nn.Module):
             >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
         """
         reject_unknown_arguments("compile", unknown, compiling.COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
-        loss, metrics = torchkeras.merge_compile_names(loss, loss_func, metrics, metrics_dict)
+        named, form = torchkeras.compile_arguments(args, optimizer=optimizer, loss=loss, metrics=metrics,
+                                                   device=device, loss_func=loss_func, metrics_dict=metrics_dict)
         self._config = compiling.build_config(
-            self, optimizer=optimizer, loss=loss, metrics=metrics, optimizer_kwargs=optimizer_kwargs,
-            regularizers=regularizers, loss_weights=loss_weights, class_weight=class_weight, device=device,
+            self, **named, optimizer_kwargs=optimizer_kwargs,
+            regularizers=regularizers, loss_weights=loss_weights, class_weight=class_weight,
             precision=precision, amp=amp, lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
             scheduler_monitor=scheduler_monitor, grad_accum_steps=grad_accum_steps,
             grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, data_parallel=data_parallel,
             jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device)
+        self._config.torchkeras_form = form
 
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
@@ -291,34 +296,28 @@ class Model(nn.Module):
             initial_epoch: epoch to start from (0-based).
             steps_per_epoch: cap on batches per epoch.
             sample_weight: per-sample weights for in-memory data.
-            dl_train, dl_val, log_step_freq: the torchkeras form
-                ``fit(epochs, dl_train, dl_val=None, log_step_freq=N)``.
+            dl_train, dl_val, log_step_freq: torchkeras's ``fit(epochs, dl_train, dl_val=None, log_step_freq=1)``.
             resume_from: a training checkpoint to continue from exactly (also mid-epoch), or
                 "auto": the newest valid one this fit's checkpoint callbacks wrote.
             trust_checkpoint: allow checkpoints that need full unpickling (files you trust only).
 
-        Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint,
-        the history keeps the finished epochs, ``KeyboardInterrupt`` is raised (twice:
-        at once). SIGTERM does the same, then raises ``SystemExit(143)``.
+        Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
+        the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
             >>> net.fit(torch.randn(10, 2), torch.randn(10, 1), batch_size=4, epochs=1, verbose=0).shape
             (1, 3)
         """
-        x, y, epochs, validation_data, torchkeras_form = torchkeras.fit_arguments(
-            x, y, epochs, validation_data, dl_train, dl_val)
+        named, torchkeras_form = torchkeras.fit_arguments(x, y, batch_size, epochs, validation_data, dl_train,
+                                                          dl_val, log_step_freq)
         config = compiled(self._config, "fit")
-        rows_before = len(self._record.history_rows)
-        fit_engine.fit(self, config, self._record, x=x, y=y, batch_size=batch_size, epochs=epochs,
-                       verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+        fit_engine.fit(self, config, self._record, **named, verbose=verbose, callbacks=callbacks,
                        validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
-                       steps_per_epoch=steps_per_epoch, sample_weight=sample_weight,
-                       torchkeras_form=torchkeras_form, log_step_freq=log_step_freq, resume_from=resume_from,
-                       trust_checkpoint=trust_checkpoint, custom_logs=self._has_custom_logs())
-        if torchkeras_form:
-            return torchkeras.history_frame(self.history, rows_before)
-        return self.history
+                       steps_per_epoch=steps_per_epoch, sample_weight=sample_weight, torchkeras_form=torchkeras_form,
+                       resume_from=resume_from, trust_checkpoint=trust_checkpoint,
+                       custom_logs=self._has_custom_logs())
+        return torchkeras.history_frame(self.history) if torchkeras_form else self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
@@ -331,8 +330,8 @@ class Model(nn.Module):
             ['loss']
         """
         config = compiled(self._config, "evaluate")
-        return evaluate_engine.evaluate(self, config, self._record, x, y, batch_size, verbose, callbacks,
-                                        sample_weight)
+        logs = evaluate_engine.evaluate(self, config, self._record, x, y, batch_size, verbose, callbacks, sample_weight)
+        return torchkeras.evaluate_logs(logs) if config.torchkeras_form else logs
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
                 callbacks: Sequence[Callback] | None = None) -> Any:
@@ -374,9 +373,8 @@ class Model(nn.Module):
         """Write the plain state_dict (no wrapper prefixes) atomically; loadable in bare PyTorch."""
         atomic_save(strip_prefixes(unwrap(self).state_dict()), path)
 
-    def load_weights(self, path: str | os.PathLike, strict: bool = True,
-                     trust_checkpoint: bool = False) -> None:
-        """Load weights from a weights file or a training checkpoint (weights-only unpickling).
+    def load_weights(self, path: str | os.PathLike, strict: bool = True, trust_checkpoint: bool = False) -> None:
+        """Load weights from a weights file or a training checkpoint (weights-only; torchkeras ``net.*`` keys too).
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1))
@@ -384,7 +382,8 @@ class Model(nn.Module):
             >>> net.save_weights(p); net.load_weights(p)
         """
         loaded = safe_load(path, map_location=self.device, trust_checkpoint=trust_checkpoint)
-        unwrap(self).load_state_dict(weights_of(loaded, os.fspath(path)), strict=strict)
+        network = unwrap(self)
+        network.load_state_dict(weights_of(loaded, os.fspath(path), network.state_dict().keys()), strict=strict)
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
                 **kwargs: Any) -> str:

@@ -18,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SEED_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+SEED_COLUMNS = ["loss", "accuracy", "val_loss", "val_accuracy"]  # torchkeras 2.1.2's pd.DataFrame(self.history)
 
 
 def load_example(name):
@@ -103,7 +103,7 @@ def test_two_rings_seed_form(capsys):
     out = capsys.readouterr().out
 
     assert list(dfhistory.columns) == SEED_COLUMNS
-    assert dfhistory["epoch"].tolist() == [1, 2]
+    assert dfhistory.index.tolist() == [0, 1]
     assert "Start Training ..." in out and "Finished Training..." in out
     assert out.count("{'step': 30,") == 2  # 44 steps per epoch: one step log each
     assert "| epoch |" in out
@@ -119,8 +119,9 @@ def test_text_cnn_seed_learns_the_planted_signal(capsys):
     assert "Total params: 40,625" in result["summary"]
     assert "Embedding-1" in result["summary"] and "Sigmoid-10" in result["summary"]
     assert dfhistory["val_accuracy"].iloc[-1] >= 0.8
-    assert result["evaluation"]["accuracy"] == pytest.approx(dfhistory["val_accuracy"].iloc[-1], abs=1e-6)
-    assert result["evaluation"]["loss"] == pytest.approx(dfhistory["val_loss"].iloc[-1], rel=1e-5)
+    assert list(result["evaluation"]) == ["val_loss", "val_accuracy"]  # torchkeras's evaluate keys
+    assert result["evaluation"]["val_accuracy"] == pytest.approx(dfhistory["val_accuracy"].iloc[-1], abs=1e-6)
+    assert result["evaluation"]["val_loss"] == pytest.approx(dfhistory["val_loss"].iloc[-1], rel=1e-5)
     predictions = result["predictions"]
     assert predictions.shape == (1000, 1)
     assert predictions.min() >= 0 and predictions.max() <= 1

@@ -14,6 +14,7 @@ already trained) and the epoch's partial logs and metric states.
 from __future__ import annotations
 
 import platform
+from collections.abc import Collection
 from typing import Any
 
 import torch
@@ -86,13 +87,33 @@ def is_training_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
-def weights_of(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    """The model state_dict inside a training checkpoint or a plain weights file."""
+def weights_of(obj: Any, source: str, expected: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+    """The model state_dict inside a training checkpoint or a plain weights file.
+
+    With ``expected`` (the loading model's keys), a torchkeras ``Model(net)`` file (keys
+    ``net.*``) loads into the bare network and the other way round.
+
+    Example:
+        >>> weights_of({"net.weight": torch.ones(1)}, "w.pt", expected=["weight"])
+        {'weight': tensor([1.])}
+    """
     if is_training_checkpoint(obj):
-        return obj["model"]
+        return _match_net_prefix(obj["model"], expected)
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return strip_prefixes(obj)
+        return _match_net_prefix(strip_prefixes(obj), expected)
     raise CheckpointError(f"{source!r} holds neither model weights nor a kerastorch training checkpoint.")
+
+
+def _match_net_prefix(state: dict[str, Any], expected: Collection[str] | None) -> dict[str, Any]:
+    """Add or remove torchkeras's ``net.`` prefix when that, and only that, makes the keys match."""
+    if expected is None or set(state) == set(expected):
+        return state
+    wanted = set(expected)
+    stripped = {key.removeprefix("net."): value for key, value in state.items()}
+    if all(key.startswith("net.") for key in state) and set(stripped) == wanted:
+        return stripped
+    prefixed = {f"net.{key}": value for key, value in state.items()}
+    return prefixed if set(prefixed) == wanted else state
 
 
 def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -> int:

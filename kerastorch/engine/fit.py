@@ -180,8 +180,8 @@ def _shuffle_generator(record: FitRecord, device: torch.device) -> torch.Generat
 def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) -> list:
     if verbose == 0 or not is_rank_zero():
         return []
-    if torchkeras_form:
-        return [TorchkerasLogger(log_step_freq)]
+    if torchkeras_form:  # torchkeras prints a step dict every log_step_freq steps, every step by default
+        return [TorchkerasLogger(1 if log_step_freq is None else log_step_freq)]
     if verbose == 2:
         return [EpochLine()]
     return [ProgressBar(), EpochTable()]

@@ -1,4 +1,5 @@
 """torchkeras-era scripts run with only the import changed (the seed tutorial's snippets)."""
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -60,10 +61,94 @@ def test_seed_fit_evaluate_predict_forms(capsys):
     model.compile(loss_func=nn.BCELoss(), optimizer=torch.optim.Adam(model.parameters(), lr=0.01),
                   metrics_dict={"accuracy": accuracy})
     dfhistory = model.fit(3, dl_train=dl_train, dl_val=dl_valid, log_step_freq=2)
-    assert list(dfhistory.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    # torchkeras 2.1.2 returns pd.DataFrame(self.history): no epoch or lr column, a RangeIndex.
+    assert list(dfhistory.columns) == ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert list(dfhistory.index) == [0, 1, 2]
     out = capsys.readouterr().out
     assert out.count("{'step': 2, 'loss':") == 3 and out.count("Finished Training...") == 1
-    logs = model.evaluate(dl_valid)
-    assert set(logs) == {"loss", "accuracy"}
-    assert logs["accuracy"] == dfhistory["val_accuracy"].iloc[-1]
+    logs = model.evaluate(dl_valid)  # torchkeras: {"val_loss": ..., "val_<metric>": ...}
+    assert list(logs) == ["val_loss", "val_accuracy"]
+    assert logs["val_accuracy"] == dfhistory["val_accuracy"].iloc[-1]
     assert model.predict(dl_valid).shape == (18, 1)
+
+
+def _ring_loaders():
+    torch.manual_seed(0)
+    x = torch.randn(60, 2)
+    y = (x.sum(1, keepdim=True) > 0).float()
+    return (DataLoader(TensorDataset(x[:40], y[:40]), batch_size=10, shuffle=True),
+            DataLoader(TensorDataset(x[40:], y[40:]), batch_size=10))
+
+
+def test_model_of_net_wraps_an_existing_module_as_torchkeras_did(capsys):
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), nn.Sigmoid())
+    model = torchkeras.Model(net)
+    assert model.net is net and list(model.state_dict()) == ["net.0.weight", "net.0.bias", "net.2.weight",
+                                                             "net.2.bias"]
+    x = torch.randn(5, 2)
+    assert torch.equal(model(x), net(x))
+    loss_func = nn.BCELoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.compile(loss_func=loss_func, optimizer=optimizer, metrics_dict={"mae": "mae"})
+    assert model.loss_func is loss_func and model.optimizer is optimizer and model.metrics_dict == {"mae": "mae"}
+    dl_train, dl_val = _ring_loaders()
+    dfhistory = model.fit(2, dl_train, dl_val)
+    assert list(dfhistory.columns) == ["loss", "mae", "val_loss", "val_mae"] and len(dfhistory) == 2
+    out = capsys.readouterr().out
+    assert out.count("{'step': ") == 2 * len(dl_train)  # torchkeras's default log_step_freq is 1
+    assert set(model.evaluate(dl_val)) == {"val_loss", "val_mae"}
+    assert model.predict(dl_val).shape == (20, 1)
+
+
+def test_a_subclass_passes_the_net_to_super():
+    class Wrapped(torchkeras.Model):
+        def __init__(self, net):
+            super().__init__(net)
+
+    model = Wrapped(nn.Linear(2, 1))
+    assert isinstance(model.net, nn.Linear) and model(torch.zeros(3, 2)).shape == (3, 1)
+
+
+def test_model_without_net_or_forward_says_what_to_do():
+    model = torchkeras.Model()
+    with pytest.raises(NotImplementedError, match=r"Model has no forward\(\)\. Define forward\(\) in your Model "
+                                                  r"subclass, or wrap an existing module: kerastorch\.Model\(net\)"):
+        model(torch.zeros(1, 2))
+    with pytest.raises(TypeError, match=r"Model\(net\) wraps an nn\.Module\. Received: net=3"):
+        torchkeras.Model(3)
+
+
+def test_positional_torchkeras_compile_a_loss_first():
+    model = torchkeras.Model(nn.Linear(2, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    metric = lambda y_pred, y_true: (y_pred - y_true).abs().mean()  # noqa: E731
+    model.compile(nn.MSELoss(), optimizer, {"l1": metric}, "cpu")
+    assert isinstance(model.loss_func, nn.MSELoss) and model.optimizer is optimizer
+    assert model.metrics_dict == {"l1": metric} and model.device == torch.device("cpu")
+    model.compile(lambda y_pred, y: ((y_pred - y) ** 2).mean())  # a two-argument function is a loss
+    assert isinstance(model.optimizer, torch.optim.Adam) and model.optimizer.defaults["lr"] == 1e-3
+    with pytest.raises(TypeError, match="compile\\(\\) got `optimizer` twice"):
+        model.compile(nn.MSELoss(), optimizer, optimizer=optimizer)
+    # The Keras form is unchanged: an optimizer (name, object or one-argument factory) first.
+    model.compile("sgd", "mse", ["mae"], device="cpu")
+    assert not model._config.torchkeras_form and set(model.evaluate(torch.zeros(4, 2), torch.zeros(4, 1))) == \
+        {"loss", "mae"}
+    model.compile(lambda params: torch.optim.SGD(params, lr=0.5), "mse", device="cpu")
+    assert model.optimizer.defaults["lr"] == 0.5
+
+
+def test_torchkeras_state_dicts_load_into_the_bare_network_and_back(tmp_path):
+    wrapped = torchkeras.Model(nn.Linear(2, 1))
+    wrapped.save_weights(tmp_path / "torchkeras.pt")  # keys net.weight, net.bias
+    bare = torchkeras.Model.wrap(nn.Linear(2, 1))
+    bare.load_weights(tmp_path / "torchkeras.pt")
+    assert torch.equal(bare.weight, wrapped.net.weight) and torch.equal(bare.bias, wrapped.net.bias)
+    torch.save(nn.Linear(2, 1).state_dict(), tmp_path / "plain.pt")  # keys weight, bias
+    wrapped.load_weights(tmp_path / "plain.pt")
+    assert torch.equal(wrapped.net.weight, torch.load(tmp_path / "plain.pt", weights_only=True)["weight"])
+
+
+def test_print_bar_prints_torchkeras_time_bar(capsys):
+    torchkeras.Model.print_bar()
+    out = capsys.readouterr().out
+    assert out.startswith("\n" + "=" * 80 + "20") and len(out) == 1 + 80 + 19 + 1

@@ -57,7 +57,7 @@ def test_seed_form_output_and_columns(capsys):
     model = fixed_model()
     history = model.fit(2, loader, dl_val=loader, log_step_freq=2)
     out = capsys.readouterr().out
-    assert list(history.columns) == ["epoch", "loss", "val_loss"]
+    assert list(history.columns) == ["loss", "val_loss"]  # torchkeras: no epoch or lr column
     assert "Start Training ..." in out and "Finished Training..." in out
     # Running epoch means of (0 - y)^2: first 4 targets 1,0,1,1 -> 0.75; first 8 -> 5/8.
     assert out.count("{'step': 2, 'loss': 0.75}") == 2
