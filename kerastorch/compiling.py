@@ -9,6 +9,7 @@ and its previous configuration as they were.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class CompileConfig:
         data_on_device: keep in-memory data on the GPU (True, False, "auto").
         loss_spec, metric_specs: the loss and the metrics (by name) as they were given.
         torchkeras_form: compiled the torchkeras way (``loss_func=``, or a loss first).
+        foreign_parameters: optimizer parameters that are not the model's (fit refuses to step them).
     """
 
     optimizer: torch.optim.Optimizer
@@ -76,6 +78,7 @@ class CompileConfig:
     loss_spec: Any = None
     metric_specs: dict[str, Any] = field(default_factory=dict)
     torchkeras_form: bool = False
+    foreign_parameters: int = 0
 
 
 def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
@@ -107,6 +110,7 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     loss_computer = build_loss(loss, loss_weights, class_weight)
     built_metrics = metrics_module.build(metrics, from_logits=outputs_are_logits(loss))
     built_optimizer = build_optimizer(optimizer, model, optimizer_kwargs)
+    foreign = foreign_parameters(built_optimizer, model)
     scheduler = build_scheduler(lr_scheduler, built_optimizer)
     penalty = regularizers_module.bind(regularizers, model)
     # Every argument is valid: from here on the model and the new objects are placed.
@@ -122,7 +126,7 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         lr_scheduler=scheduler, scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor,
         grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
         trainable=[p for p in model.parameters() if p.requires_grad],
-        channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss,
+        channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss, foreign_parameters=foreign,
         metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
                                                                               strict=True)))
     _wrap_execution(config, model, data_parallel, jit_compile)
@@ -270,7 +274,12 @@ def build_optimizer(spec: Any, model: nn.Module, optimizer_kwargs: dict[str, Any
         raise ValueError("`optimizer_kwargs` only applies to a named optimizer such as 'adam'. "
                          f"Received: optimizer={describe(spec)}")
     if isinstance(spec, torch.optim.Optimizer):
-        _check_optimizer_params(spec, model)
+        # Tutorials compile a copy of a model with the original's optimizer just to evaluate
+        # it: accepted here (with a warning); fit refuses to step it.
+        count = foreign_parameters(spec, model)
+        if count:
+            warnings.warn(foreign_optimizer_message(count) + " evaluate() and predict() work.", RuntimeWarning,
+                          stacklevel=4)
         return spec
     if callable(spec):
         optimizer = spec(params)
@@ -282,12 +291,15 @@ def build_optimizer(spec: Any, model: nn.Module, optimizer_kwargs: dict[str, Any
                     f"params -> Optimizer. Received: optimizer={describe(spec)}")
 
 
-def _check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+def foreign_parameters(optimizer: torch.optim.Optimizer, model: nn.Module) -> int:
+    """How many of ``optimizer``'s parameters are not ``model``'s."""
     own = {id(p) for p in model.parameters()}
-    foreign = sum(1 for group in optimizer.param_groups for p in group["params"] if id(p) not in own)
-    if foreign:
-        raise ValueError(f"The optimizer holds {foreign} parameter(s) that are not this model's. "
-                         "Build it from this model: torch.optim.Adam(model.parameters()).")
+    return sum(1 for group in optimizer.param_groups for p in group["params"] if id(p) not in own)
+
+
+def foreign_optimizer_message(count: int) -> str:
+    return (f"The optimizer holds {count} parameter(s) that are not this model's, so fit() would train "
+            "another model. Build it from this model: torch.optim.Adam(model.parameters()).")
 
 
 def build_scheduler(spec: Any, optimizer: torch.optim.Optimizer) -> Any:

@@ -89,11 +89,18 @@ def test_bad_fit_arguments():
         model.fit(loader, batch_size=2, verbose=0)
 
 
-def test_optimizer_of_another_model():
+def test_optimizer_of_another_model_is_refused_only_when_fit_would_step_it():
     model = TinyNet()
     other = TinyNet()
-    with pytest.raises(ValueError, match="not this model's"):
+    with pytest.warns(RuntimeWarning, match=r"The optimizer holds 2 parameter\(s\) that are not this model's, so "
+                                            r"fit\(\) would train another model\..* evaluate\(\) and predict\(\) work"):
         model.compile(torch.optim.SGD(other.parameters(), lr=0.1), "mse", device="cpu")
+    x, y = torch.zeros(4, 2), torch.zeros(4, 1)
+    assert set(model.evaluate(x, y)) == {"loss"} and model.predict(x).shape == (4, 1)
+    before = [p.detach().clone() for p in other.parameters()]
+    with pytest.raises(ValueError, match="not this model's, so fit\\(\\) would train another model"):
+        model.fit(x, y, verbose=0)
+    assert all(torch.equal(p, q) for p, q in zip(other.parameters(), before))
 
 
 def test_non_numeric_data():

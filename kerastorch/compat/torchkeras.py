@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime
 import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -160,6 +162,39 @@ def checked_net(net: Any) -> nn.Module:
         raise TypeError(f"Model(net) wraps an nn.Module. Received: net={net!r:.80}. Subclass Model and define "
                         "forward(), or pass a module: kerastorch.Model(nn.Sequential(...)).")
     return net
+
+
+def _takes_features_and_labels(method: Any) -> bool:
+    """True for torchkeras's step signature ``step(features, labels)`` (two required arguments)."""
+    parameters = inspect.signature(method).parameters.values()
+    required = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty]
+    return len(required) == 2
+
+
+def step_function(model: Any, kind: str) -> Callable[[Any], dict[str, Any]]:
+    """What the engine calls per batch: ``model.train_step`` / ``model.test_step``, or a torchkeras step.
+
+    A subclass that overrides torchkeras's ``train_step(features, labels)`` or defines
+    ``evaluate_step(features, labels)`` gets them called with the batch's two parts; their
+    float logs become tensors (and ``evaluate_step``'s ``val_`` prefixes are dropped: the
+    engine adds them back where torchkeras had them).
+
+    Args:
+        model: the kerastorch Model.
+        kind: "train" or "test".
+    """
+    name = "train_step" if kind == "train" else "evaluate_step" if hasattr(model, "evaluate_step") else "test_step"
+    step = getattr(model, name)
+    if not _takes_features_and_labels(step):
+        return step
+    prefix = "val_" if kind == "test" else ""
+
+    def torchkeras_step(batch: Any) -> dict[str, Any]:
+        logs = step(batch[0], batch[1])
+        return {key.removeprefix(prefix): torch.as_tensor(value, dtype=torch.float64) for key, value in logs.items()}
+
+    return torchkeras_step
 
 
 class TorchkerasSurface:

@@ -8,6 +8,7 @@ import torch
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
+from ..compat.torchkeras import step_function
 from ..data import adapt, batch_size_of, move_to_device, place
 from ..distributed import is_rank_zero
 from .logs import LogAccumulator, epoch_logs
@@ -56,13 +57,14 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dic
     device = config.device
     callbacks.call("on_test_begin", None)
     batch_begin, batch_end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
+    test_step = step_function(model, "test")
     try:
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 for hook in batch_begin:
                     hook(index, None)
                 batch = move_to_device(batch, device)
-                logs = model.test_step(batch)
+                logs = test_step(batch)
                 accumulator.add(index, logs, batch_size_of(batch))
                 for hook in batch_end:
                     hook(index, logs)

@@ -25,7 +25,8 @@ from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
 from ..checkpointing.training_state import restore
 from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
-from ..compiling import known_log_keys
+from ..compat.torchkeras import step_function
+from ..compiling import foreign_optimizer_message, known_log_keys
 from ..data import adapt, batch_size_of, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
 from .evaluate import run_test, validation_source
@@ -45,6 +46,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         custom_logs: bool) -> None:
     """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
+    if config.foreign_parameters:
+        raise ValueError(foreign_optimizer_message(config.foreign_parameters))
     if validation_split:
         if validation_data is not None:
             raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
@@ -125,6 +128,7 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
     device, channels_last, window = config.device, config.channels_last, config.grad_accum_steps
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
         callbacks.batch_writers
+    train_step = step_function(model, "train")
     first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
     # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
     # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.
@@ -137,9 +141,9 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
         if window > 1:
             plan_window(session, index, steps, window)
             with sync_context(config, session):
-                logs = model.train_step(batch)
+                logs = train_step(batch)
         else:
-            logs = model.train_step(batch)
+            logs = train_step(batch)
         accumulator.add(index, logs, batch_size_of(batch))
         record.global_step += 1
         for hook in batch_end:

@@ -122,6 +122,8 @@ def epoch_logs(config: CompileConfig, accumulator: LogAccumulator, prefix: str =
         ordered["amp_skipped_steps"] = skipped
     ordered.update(values)
     for name, metric in config.metrics.items():
+        if name in values and not metric.has_values():
+            continue  # a custom step logged this name itself and never updated the metric
         if launched_distributed():
             metric.sync()
         ordered[name] = metric.result()
@@ -137,5 +139,5 @@ def running_logs(config: CompileConfig, accumulator: LogAccumulator | None) -> d
     if accumulator is None or not accumulator.count:
         return {}
     values = accumulator.means()
-    values.update({name: m.result() for name, m in config.metrics.items() if m.cheap_result})
+    values.update({name: m.result() for name, m in config.metrics.items() if m.cheap_result and m.has_values()})
     return read_scalars(values)

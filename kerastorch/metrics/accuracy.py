@@ -89,6 +89,9 @@ class Accuracy(Metric):
     def result(self):
         return cast(Metric, self._impl).result()  # None before update(): the same AttributeError
 
+    def has_values(self):
+        return self._impl is not None and self._impl.has_values()
+
     def reset(self):
         if self._impl is not None:
             self._impl.reset()

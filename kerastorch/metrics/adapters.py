@@ -49,6 +49,9 @@ class TorchmetricsAdapter(Metric):
     def result(self):
         return self.metric.compute()
 
+    def has_values(self):
+        return bool(getattr(self.metric, "update_called", True))
+
     def reset(self):
         self.metric.reset()
 

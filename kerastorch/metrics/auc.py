@@ -48,6 +48,9 @@ class AUC(Metric):
                 if 0 < int((labels == c).sum()) < labels.numel()]
         return torch.stack(aucs).mean()
 
+    def has_values(self):
+        return bool(self._scores)
+
     def reset(self):
         self._scores, self._labels = [], []
 

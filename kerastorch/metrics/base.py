@@ -65,6 +65,10 @@ class Metric:
     def result(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def has_values(self) -> bool:
+        """True once :meth:`update` has run (since the metric was made)."""
+        return bool(self._states) or self._host_count > 0
+
     def reset(self) -> None:
         for state in self._states.values():
             state.zero_()

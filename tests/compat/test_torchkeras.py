@@ -152,3 +152,50 @@ def test_print_bar_prints_torchkeras_time_bar(capsys):
     torchkeras.Model.print_bar()
     out = capsys.readouterr().out
     assert out.startswith("\n" + "=" * 80 + "20") and len(out) == 1 + 80 + 19 + 1
+
+
+def test_overridden_torchkeras_steps_are_used(capsys):
+    calls = {"train": 0, "evaluate": 0}
+
+    class Custom(torchkeras.Model):
+        """torchkeras 2.x's own step code, as a user would override it."""
+
+        def train_step(self, features, labels):
+            calls["train"] += 1
+            self.train()
+            self.optimizer.zero_grad()
+            predictions = self.forward(features)
+            loss = self.loss_func(predictions, labels)
+            metrics = {"loss": loss.item()}
+            for name, metric_func in self.metrics_dict.items():
+                metrics[name] = metric_func(predictions, labels).item()
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            return metrics
+
+        @torch.no_grad()
+        def evaluate_step(self, features, labels):
+            calls["evaluate"] += 1
+            self.eval()
+            predictions = self.forward(features)
+            metrics = {"val_loss": self.loss_func(predictions, labels).item()}
+            for name, metric_func in self.metrics_dict.items():
+                metrics["val_" + name] = metric_func(predictions, labels).item()
+            return metrics
+
+    def mae(y_pred, y_true):
+        return (y_pred - y_true).abs().mean()
+
+    x = torch.arange(8.0).reshape(8, 1)
+    y = 2 * x
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    model = Custom(nn.Linear(1, 1, bias=False))
+    nn.init.zeros_(model.net.weight)
+    model.compile(loss_func=nn.MSELoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                  metrics_dict={"mae": mae})
+    dfhistory = model.fit(1, loader, dl_val=loader)
+    assert calls == {"train": 2, "evaluate": 2}  # two batches each
+    # Weight 0, lr 0: the prediction is 0, so mae = mean|2x| = 7 and mse = mean(4x^2) = 70 over both batches.
+    assert dfhistory.iloc[0].to_dict() == {"loss": 70.0, "mae": 7.0, "val_loss": 70.0, "val_mae": 7.0}
+    assert model.evaluate(loader) == {"val_loss": 70.0, "val_mae": 7.0} and calls["evaluate"] == 4
