@@ -172,6 +172,10 @@ def _takes_features_and_labels(method: Any) -> bool:
     return len(required) == 2
 
 
+#: (model class, "train" / "test") -> (the step method's name, whether it takes (features, labels)).
+_STEP_KINDS: dict[tuple[type, str], tuple[str, bool]] = {}
+
+
 def step_function(model: Any, kind: str) -> Callable[[Any], dict[str, Any]]:
     """What the engine calls per batch: ``model.train_step`` / ``model.test_step``, or a torchkeras step.
 
@@ -184,9 +188,14 @@ def step_function(model: Any, kind: str) -> Callable[[Any], dict[str, Any]]:
         model: the kerastorch Model.
         kind: "train" or "test".
     """
-    name = "train_step" if kind == "train" else "evaluate_step" if hasattr(model, "evaluate_step") else "test_step"
+    key = (type(model), kind)
+    found = _STEP_KINDS.get(key)
+    if found is None:  # decided once per class: inspect.signature is dozens of calls
+        name = "train_step" if kind == "train" else "evaluate_step" if hasattr(model, "evaluate_step") else "test_step"
+        found = _STEP_KINDS[key] = (name, _takes_features_and_labels(getattr(model, name)))
+    name, torchkeras_style = found
     step = getattr(model, name)
-    if not _takes_features_and_labels(step):
+    if not torchkeras_style:
         return step
     prefix = "val_" if kind == "test" else ""
 
