@@ -8,6 +8,7 @@ Example:
 from . import callbacks, losses, metrics, regularizers
 from ._version import __version__
 from .model import Model
+from .seeding import seed_everything
 from .summary import summary
 
-__all__ = ["Model", "summary", "callbacks", "losses", "metrics", "regularizers", "__version__"]
+__all__ = ["Model", "seed_everything", "summary", "callbacks", "losses", "metrics", "regularizers", "__version__"]
