@@ -1,10 +1,13 @@
-"""TensorBoard: write the epoch logs (and optionally batch losses) as TensorBoard scalars."""
+"""TensorBoard: the epoch logs (and optionally batch losses) as scalars, the model graph, histograms."""
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
-from ..checks import require_positive_int_or_epoch
+import torch
+
+from ..checks import require_non_negative_int, require_positive_int_or_epoch
 from ..distributed import is_rank_zero
 from ..readback import read_scalars
 from .base import Callback
@@ -39,6 +42,11 @@ class TensorBoard(Callback):
             written every N batches under ``batch_<k>`` in ``train``, with the
             global step (batches since the first fit) as the step. Each such
             write reads the batch's values from the device (one sync per N batches).
+        histogram_freq: every N epochs, histograms of each parameter (``<name>/weights``)
+            and of its gradient in the epoch's last batch (``<name>/gradients``) in
+            ``train``; 0 (the default, as in Keras) writes none and adds no hook.
+        write_graph: write the model's graph once, traced on the first training batch
+            (in eval mode, with the RNG states kept, so training is unchanged).
 
     Raises:
         ImportError: when the ``tensorboard`` package is not installed.
@@ -53,20 +61,27 @@ class TensorBoard(Callback):
         ['train', 'validation']
     """
 
-    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> TensorBoard:
+    def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch",
+                *args: Any, **kwargs: Any) -> TensorBoard:
         # Only an instance that writes batch values has a batch hook, so the
         # default adds nothing to the training batch loop.
         if cls is TensorBoard and update_freq != "epoch":
             cls = _BatchTensorBoard
         return super().__new__(cls)
 
-    def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch") -> None:
+    def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch",
+                 histogram_freq: int = 0, write_graph: bool = True) -> None:
         super().__init__()
         require_positive_int_or_epoch("update_freq", update_freq)
+        require_non_negative_int("histogram_freq", histogram_freq)
         self._writer_class = _summary_writer_class()
         self.log_dir = os.fspath(log_dir)
-        self.update_freq = update_freq
+        self.update_freq, self.histogram_freq, self.write_graph = update_freq, histogram_freq, write_graph
+        self.inactive_hooks = () if histogram_freq else ("on_backward_end",)
         self._writers: dict[str, Any] = {}
+        self._graph_input: Any = None
+        self._graph_hook: Any = None
+        self._graph_written = False
 
     def _writer(self, name: str) -> Any:
         writer = self._writers.get(name)
@@ -78,18 +93,58 @@ class TensorBoard(Callback):
         self._close()  # a previous fit that raised may have left writers open
         if is_rank_zero():
             self._writer("train")
+            if self.write_graph and not self._graph_written:
+                # Keep the first batch's input (a reference, no copy) to trace the graph at epoch end.
+                self._graph_hook = self.model.register_forward_pre_hook(self._keep_graph_input, with_kwargs=True)
+
+    def _keep_graph_input(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self._graph_input = args if not kwargs else None  # add_graph traces positional inputs only
+        self._remove_graph_hook()
+
+    def _remove_graph_hook(self) -> None:
+        if self._graph_hook is not None:
+            self._graph_hook.remove()
+            self._graph_hook = None
+
+    def on_backward_end(self, batch: int, logs: dict | None = None) -> None:
+        last = batch + 1 == self.params.get("steps")
+        if self._writers and last and (self.session.epoch + 1) % self.histogram_freq == 0:
+            writer = self._writer("train")
+            for name, parameter in self.model.named_parameters():
+                if parameter.grad is not None:  # host-sync: once per histogram_freq epochs
+                    writer.add_histogram(f"{name}/gradients", parameter.grad, self.session.epoch + 1)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self._writers:
             return
         step = epoch + 1
+        if self._graph_input is not None:
+            self._add_graph()
+        if self.histogram_freq and step % self.histogram_freq == 0:
+            for name, parameter in self.model.named_parameters():  # host-sync: once per histogram_freq epochs
+                self._writer("train").add_histogram(f"{name}/weights", parameter, step)
         for key, value in (logs or {}).items():
             name, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             self._writer(name).add_scalar(f"epoch_{tag}", value, step)
         for writer in self._writers.values():
             writer.flush()
 
+    def _add_graph(self) -> None:
+        """Trace the model on the kept input, in eval mode, without moving any RNG or buffer."""
+        inputs, self._graph_input, self._graph_written = self._graph_input, None, True
+        was_training = self.model.training
+        devices = [inputs[0].device.index or 0] if inputs and getattr(inputs[0], "is_cuda", False) else []
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), warnings.catch_warnings():
+                # add_graph traces with torch.jit, which warns about its own deprecation: not the user's.
+                warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+                self._writer("train").add_graph(self.model, inputs)
+        finally:
+            self.model.train(was_training)
+
     def on_train_end(self, logs: dict | None = None) -> None:
+        self._remove_graph_hook()
         self._close()
 
     def _close(self) -> None:

@@ -91,3 +91,38 @@ def test_only_batch_logging_adds_a_batch_hook(tmp_path):
     assert isinstance(batched, TensorBoard) and len(CallbackList([batched]).on_train_batch_end) == 1
     clone = pickle.loads(pickle.dumps(batched))
     assert clone.update_freq == 5 and len(CallbackList([clone]).on_train_batch_end) == 1
+
+
+def test_graph_histograms_and_lr_are_in_the_event_files(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    model.fit(x, y, batch_size=4, epochs=4, verbose=0, callbacks=[TensorBoard(tmp_path, histogram_freq=2)])
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "train"), size_guidance={"histograms": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert tags["graph"] is True
+    assert sorted(tags["histograms"]) == ["fc.bias/gradients", "fc.bias/weights", "fc.weight/gradients",
+                                          "fc.weight/weights"]
+    assert [e.step for e in acc.Histograms("fc.weight/weights")] == [2, 4]  # every histogram_freq epochs
+    assert [e.step for e in acc.Histograms("fc.weight/gradients")] == [2, 4]
+    weights = acc.Histograms("fc.weight/weights")[-1].histogram_value
+    assert weights.num == 2 and weights.min == pytest.approx(float(model.fc.weight.detach().min()), rel=1e-6)
+    assert [e.value for e in acc.Scalars("epoch_lr")] == [_f32(0.01)] * 4
+
+
+def test_the_graph_leaves_training_unchanged_and_no_hook_without_histograms(tmp_path):
+    def train(callbacks):
+        torch.manual_seed(1)
+        model = TinyNet()
+        model.add_module("drop", torch.nn.Dropout(0.5))
+        model.compile("sgd", "mse", device="cpu")
+        model.fit(torch.randn(12, 2), torch.randn(12, 1), batch_size=4, epochs=2, verbose=0, callbacks=callbacks)
+        return [p.detach().clone() for p in model.parameters()], model
+
+    plain, _ = train([])
+    callback = TensorBoard(tmp_path)
+    logged, model = train([callback])
+    assert all(torch.equal(a, b) for a, b in zip(plain, logged))
+    assert callback.inactive_hooks == ("on_backward_end",) and not model._forward_pre_hooks
