@@ -87,7 +87,7 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
                  amp: bool, lr_scheduler: Any, scheduler_interval: str, scheduler_monitor: str,
                  grad_accum_steps: int, grad_clip_norm: float | None, grad_clip_value: float | None,
                  data_parallel: bool | Sequence[int], jit_compile: bool | dict[str, Any],
-                 channels_last: bool, data_on_device: bool | str) -> CompileConfig:
+                 channels_last: bool, data_on_device: bool | str, sync_batchnorm: bool = False) -> CompileConfig:
     """Validate ``compile``'s arguments, build the training objects, then place ``model``.
 
     Nothing is changed until every argument has been checked and every object
@@ -106,6 +106,9 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     _check_options(scheduler_interval, scheduler_monitor, grad_accum_steps, grad_clip_norm, grad_clip_value,
                    jit_compile, data_on_device)
     resolved_device = distributed.resolve_device(device)
+    if sync_batchnorm and distributed.launched_distributed() and resolved_device.type == "cpu":
+        raise ValueError("`sync_batchnorm=True` needs GPUs: torch's SyncBatchNorm (and DDP with it) runs on "
+                         "CUDA devices only. Received: device='cpu' under torchrun. Drop sync_batchnorm on CPU.")
     mode = resolve_precision(precision, amp, resolved_device)
     loss_computer = build_loss(loss, loss_weights, class_weight)
     built_metrics = metrics_module.build(metrics, from_logits=outputs_are_logits(loss))
@@ -129,8 +132,26 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss, foreign_parameters=foreign,
         metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
                                                                               strict=True)))
+    if sync_batchnorm:
+        _convert_sync_batchnorm(model)
     _wrap_execution(config, model, data_parallel, jit_compile)
     return config
+
+
+def _convert_sync_batchnorm(model: nn.Module) -> None:
+    """BatchNorm layers -> SyncBatchNorm in place (same parameters and buffers), under torchrun only.
+
+    SyncBatchNorm computes the batch statistics over all ranks' batches, so the running
+    statistics are those of one process seeing the global batch (on CUDA: torch has no CPU
+    SyncBatchNorm; build_config refuses CPU first). Outside DDP it would do nothing but slow
+    down, so the model is left as it is, with a warning.
+    """
+    if not distributed.launched_distributed():
+        warnings.warn("sync_batchnorm=True has no effect outside DistributedDataParallel (run the script "
+                      "with torchrun): BatchNorm layers are left as they are.", RuntimeWarning, stacklevel=4)
+        return
+    for name, child in list(model.named_children()):  # the root itself is the user's Model, never a BN
+        setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
 
 
 def _check_options(scheduler_interval: Any, scheduler_monitor: Any, grad_accum_steps: Any,

@@ -124,7 +124,7 @@ class Model(torchkeras.TorchkerasSurface, nn.Module):
                 grad_accum_steps: int = 1, grad_clip_norm: float | None = None,
                 grad_clip_value: float | None = None, data_parallel: bool | Sequence[int] = False,
                 jit_compile: bool | dict[str, Any] = False, channels_last: bool = False,
-                data_on_device: bool | str = "auto",
+                data_on_device: bool | str = "auto", sync_batchnorm: bool = False,
                 loss_func: Any = None, metrics_dict: dict | None = None, **unknown: Any) -> None:
         """Configure training. Calling again replaces the whole configuration.
 
@@ -151,13 +151,13 @@ class Model(torchkeras.TorchkerasSurface, nn.Module):
                 (e.g. ``lambda opt: StepLR(opt, 10)``), stepped each ``scheduler_interval``
                 ("epoch", "step"); ReduceLROnPlateau gets ``scheduler_monitor`` ("val_loss").
             grad_accum_steps: batches per optimizer step.
-            grad_clip_norm / grad_clip_value: gradient clipping before each step
-                (after unscaling under fp16).
+            grad_clip_norm / grad_clip_value: gradient clipping before each step (unscaled under fp16).
             data_parallel: True or GPU ids for ``nn.DataParallel`` (fewer than 2 GPUs: a
                 warning, no wrap). Under ``torchrun`` fit uses DistributedDataParallel.
             jit_compile: True, or a dict of ``torch.compile`` keyword arguments.
-            channels_last: convert the model and 4-D inputs to channels_last (conv nets on GPU).
+            channels_last: the model and 4-D inputs in channels_last (conv nets on GPU).
             data_on_device: keep in-memory training data on the GPU ("auto": under 1 GiB).
+            sync_batchnorm: BatchNorm -> SyncBatchNorm before the DDP wrap (torchrun only; else a warning).
             loss_func / metrics_dict: the torchkeras names for ``loss`` / ``metrics``.
 
         Raises:
@@ -178,7 +178,8 @@ class Model(torchkeras.TorchkerasSurface, nn.Module):
             precision=precision, amp=amp, lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
             scheduler_monitor=scheduler_monitor, grad_accum_steps=grad_accum_steps,
             grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, data_parallel=data_parallel,
-            jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device)
+            jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device,
+            sync_batchnorm=sync_batchnorm)
         self._config.torchkeras_form = form
 
     def forward_batch(self, x: Any) -> Any:

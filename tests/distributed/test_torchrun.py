@@ -105,3 +105,4 @@ def test_jit_compile_under_ddp_matches_eager_and_saves_bare_keys(two_process_run
     assert all(torch.allclose(rank0["weights"][k], eager["weights"][k], atol=1e-5) for k in eager["weights"])
     assert rank0["evaluate"] == pytest.approx(eager["evaluate"], abs=1e-5)
     assert list(torch.load(tmp_path / "last.pt", weights_only=True)) == list(eager["weights"])
+
