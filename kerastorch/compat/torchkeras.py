@@ -156,6 +156,11 @@ def compile_arguments(args: tuple, *, optimizer: Any, loss: Any, metrics: Any, d
     return given, torchkeras_form
 
 
+def print_bar() -> None:
+    """Print torchkeras's time bar: a blank line, 80 "=" and the time (``Model.print_bar()``)."""
+    print("\n" + "=" * 80 + datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"))  # noqa: T201
+
+
 def checked_net(net: Any) -> nn.Module:
     """``Model(net)``'s argument, or a TypeError that says what it must be."""
     if not isinstance(net, nn.Module):
@@ -238,7 +243,4 @@ class TorchkerasSurface:
         """The compiled metrics as they were given, by name (torchkeras's name for them)."""
         return {} if self._config is None else dict(self._config.metric_specs)
 
-    @staticmethod
-    def print_bar() -> None:
-        """Print torchkeras's time bar: a blank line, 80 "=" and the time."""
-        print("\n" + "=" * 80 + datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"))  # noqa: T201 (asked for)
+    print_bar = staticmethod(print_bar)

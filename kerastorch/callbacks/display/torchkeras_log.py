@@ -5,8 +5,7 @@ this instead of the progress bar, with torchkeras's banner lines.
 """
 from __future__ import annotations
 
-import datetime
-
+from ...compat.torchkeras import print_bar
 from ..base import Callback
 from .epoch_table import render_table
 
@@ -22,29 +21,24 @@ class TorchkerasLogger(Callback):
         super().__init__()
         self.log_step_freq = log_step_freq
 
-    @staticmethod
-    def _banner() -> None:
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        print("\n" + "=" * 80 + stamp)
-
     def on_train_begin(self, logs=None):
-        print("Start Training ...\n")
+        print("Start Training ...\n")  # noqa: T201
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._banner()
+        print_bar()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.log_step_freq and (batch + 1) % self.log_step_freq == 0:
             running = self.session.running_logs()
-            print({"step": batch + 1, **{k: round(v, 3) for k, v in running.items()}})
+            print({"step": batch + 1, **{k: round(v, 3) for k, v in running.items()}})  # noqa: T201
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1, **{k: v for k, v in (logs or {}).items() if k != "lr"}}
-        print("\n", render_table(row, decimals=3))
+        print("\n", render_table(row, decimals=3))  # noqa: T201
 
     def on_train_end(self, logs=None):
-        self._banner()
-        print("Finished Training...")
+        print_bar()
+        print("Finished Training...")  # noqa: T201
 
 
 #: The name this logger had before; kept so existing imports keep working.
