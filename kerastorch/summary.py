@@ -227,7 +227,8 @@ def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
         input_dtype: a ``torch.dtype`` or tensor type (``torch.LongTensor``), or
             one per input; default float32. Integer inputs are zeros.
         input_data: used as-is instead: a tensor, a list/tuple of args or a dict of kwargs.
-        batch_size: batch size of the generated inputs.
+        batch_size: batch size of the generated inputs; -1 (torchkeras's default) means 1. As in
+            torchkeras, it may also come fourth: ``summary(net, input_shape, input_dtype, -1)``.
         depth: deepest module level shown as separate rows (top module = 0).
         device: for generated inputs; default: the module's (else cpu).
         print_fn: called with the text; ``None`` prints nothing.
@@ -241,6 +242,11 @@ def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
         >>> "Total params: 17" in summary(net, input_shape=(2,), print_fn=None)
         True
     """
+    if isinstance(input_data, int) and not isinstance(input_data, bool):
+        # torchkeras's summary(model, input_shape, input_dtype, batch_size): an int fourth is the batch size.
+        batch_size, input_data = input_data, None
+    if batch_size == -1:  # torchkeras's default, "any batch size": run one sample, shown as -1 anyway
+        batch_size = 1
     data = _prepare_inputs(module, input_shape, input_dtype, input_data, batch_size, device)
     stats = _run_torchinfo(module, data, depth)
     layers, leaves = _select_layers(stats.summary_list, depth)

@@ -199,3 +199,12 @@ def test_overridden_torchkeras_steps_are_used(capsys):
     # Weight 0, lr 0: the prediction is 0, so mae = mean|2x| = 7 and mse = mean(4x^2) = 70 over both batches.
     assert dfhistory.iloc[0].to_dict() == {"loss": 70.0, "mae": 7.0, "val_loss": 70.0, "val_mae": 7.0}
     assert model.evaluate(loader) == {"val_loss": 70.0, "val_mae": 7.0} and calls["evaluate"] == 4
+
+
+def test_torchkeras_summary_positional_batch_size(capsys):
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    text = torchkeras.summary(net, (2,), torch.FloatTensor, -1)
+    assert "Total params: 17" in text and "[-1, 4]" in text
+    model = torchkeras.Model(net)
+    assert model.summary((2,), torch.FloatTensor, -1).splitlines()[3:] == text.splitlines()[3:]  # same rows
+    assert "[-1, 1]" in torchkeras.summary(net, input_shape=(2,), batch_size=8, print_fn=None)
