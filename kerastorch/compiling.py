@@ -24,6 +24,7 @@ from . import regularizers as regularizers_module
 from .amp import MixedPrecision, resolve_precision
 from .checks import describe, require_positive_int
 from .losses import LOGIT_LOSSES, LossComputer
+from .syncbn import convert_sync_batchnorm
 
 #: What users often pass to compile() by mistake, and where it goes instead.
 _OPTIMIZER_HINT = ("Optimizer hyperparameters go in optimizer_kwargs, e.g. "
@@ -106,9 +107,6 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     _check_options(scheduler_interval, scheduler_monitor, grad_accum_steps, grad_clip_norm, grad_clip_value,
                    jit_compile, data_on_device)
     resolved_device = distributed.resolve_device(device)
-    if sync_batchnorm and distributed.launched_distributed() and resolved_device.type == "cpu":
-        raise ValueError("`sync_batchnorm=True` needs GPUs: torch's SyncBatchNorm (and DDP with it) runs on "
-                         "CUDA devices only. Received: device='cpu' under torchrun. Drop sync_batchnorm on CPU.")
     mode = resolve_precision(precision, amp, resolved_device)
     loss_computer = build_loss(loss, loss_weights, class_weight)
     built_metrics = metrics_module.build(metrics, from_logits=outputs_are_logits(loss))
@@ -133,25 +131,25 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
                                                                               strict=True)))
     if sync_batchnorm:
-        _convert_sync_batchnorm(model)
+        _convert_sync_batchnorm(model, resolved_device)
     _wrap_execution(config, model, data_parallel, jit_compile)
     return config
 
 
-def _convert_sync_batchnorm(model: nn.Module) -> None:
-    """BatchNorm layers -> SyncBatchNorm in place (same parameters and buffers), under torchrun only.
+def _convert_sync_batchnorm(model: nn.Module, device: torch.device) -> None:
+    """BatchNorm layers -> synchronised BatchNorm in place (same parameters and buffers), under torchrun only.
 
-    SyncBatchNorm computes the batch statistics over all ranks' batches, so the running
-    statistics are those of one process seeing the global batch (on CUDA: torch has no CPU
-    SyncBatchNorm; build_config refuses CPU first). Outside DDP it would do nothing but slow
-    down, so the model is left as it is, with a warning.
+    The batch statistics are computed over all ranks' batches, so the running statistics
+    are those of one process seeing the global batch (torch's SyncBatchNorm on CUDA,
+    :class:`~kerastorch.syncbn.SyncBatchNormAnyDevice` elsewhere). Outside DDP it would do
+    nothing but slow down, so the model is left as it is, with a warning.
     """
     if not distributed.launched_distributed():
         warnings.warn("sync_batchnorm=True has no effect outside DistributedDataParallel (run the script "
                       "with torchrun): BatchNorm layers are left as they are.", RuntimeWarning, stacklevel=4)
         return
     for name, child in list(model.named_children()):  # the root itself is the user's Model, never a BN
-        setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        setattr(model, name, convert_sync_batchnorm(child, device))
 
 
 def _check_options(scheduler_interval: Any, scheduler_monitor: Any, grad_accum_steps: Any,

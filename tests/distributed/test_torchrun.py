@@ -106,3 +106,18 @@ def test_jit_compile_under_ddp_matches_eager_and_saves_bare_keys(two_process_run
     assert rank0["evaluate"] == pytest.approx(eager["evaluate"], abs=1e-5)
     assert list(torch.load(tmp_path / "last.pt", weights_only=True)) == list(eager["weights"])
 
+
+
+def test_sync_batchnorm_gives_the_running_statistics_of_the_global_batch(tmp_path):
+    """2 ranks x 4 samples (every other one) with sync_batchnorm == 1 process x 8 samples."""
+    script = SCRIPT.with_name("syncbn_script.py")
+    finish(run([*TORCHRUN, "--nproc_per_node=2", f"--master-port={free_port()}", str(script), str(tmp_path), "8"]))
+    finish(run([sys.executable, str(script), str(tmp_path), "8"]))
+    rank0, rank1, single = (load(tmp_path / f"{name}.pt") for name in ("bn0", "bn1", "bn_single"))
+    assert rank0["type"] == rank1["type"] == "SyncBatchNormAnyDevice" and single["type"] == "BatchNorm1d"
+    assert torch.equal(rank0["mean"], rank1["mean"]) and torch.equal(rank0["var"], rank1["var"])
+    assert torch.allclose(rank0["mean"], single["mean"], atol=1e-5)
+    assert torch.allclose(rank0["var"], single["var"], atol=1e-4)
+    assert not torch.allclose(single["var"], torch.ones(4), atol=0.1)  # the statistics did move
+    for key, value in single["weights"].items():  # the same gradients too: the global batch's
+        assert torch.allclose(rank0["weights"][key].float(), value.float(), atol=1e-5), key
