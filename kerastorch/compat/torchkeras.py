@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +154,19 @@ def compile_arguments(args: tuple, *, optimizer: Any, loss: Any, metrics: Any, d
         given[name] = value
     given["optimizer"] = "adam" if given["optimizer"] is None else given["optimizer"]
     given["device"] = "auto" if given["device"] is None else given["device"]
+    if torchkeras_form and _cuda_asked_without_cuda(given["device"]):
+        # torchkeras used the device only "if torch.cuda.is_available()": its scripts run on CPU machines.
+        warnings.warn(f"device={given['device']!r} but CUDA is not available: training on the CPU, as "
+                      "torchkeras did.", RuntimeWarning, stacklevel=3)
+        given["device"] = "cpu"
     return given, torchkeras_form
+
+
+def _cuda_asked_without_cuda(device: Any) -> bool:
+    try:
+        return torch.device(device).type == "cuda" and not torch.cuda.is_available()
+    except (RuntimeError, TypeError):
+        return False  # not a device: resolve_device names the problem
 
 
 def print_bar() -> None:

@@ -208,3 +208,13 @@ def test_torchkeras_summary_positional_batch_size(capsys):
     model = torchkeras.Model(net)
     assert model.summary((2,), torch.FloatTensor, -1).splitlines()[3:] == text.splitlines()[3:]  # same rows
     assert "[-1, 1]" in torchkeras.summary(net, input_shape=(2,), batch_size=8, print_fn=None)
+
+
+def test_torchkeras_form_falls_back_to_the_cpu_as_torchkeras_did(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = torchkeras.Model(nn.Linear(2, 1))
+    with pytest.warns(RuntimeWarning, match=r"device='cuda:0' but CUDA is not available: training on the CPU"):
+        model.compile(loss_func=nn.MSELoss(), device="cuda:0")
+    assert model.device == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):  # the Keras form keeps its clear error
+        model.compile("adam", "mse", device="cuda:0")
