@@ -118,12 +118,16 @@ def is_loss(value: Any) -> bool:
     if not callable(value) or isinstance(value, type):
         return False
     try:
-        parameters = inspect.signature(value).parameters.values()
+        return _required_positional(value) >= 2
     except (TypeError, ValueError):  # a builtin without a signature: not a loss we can tell
         return False
-    required = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty]
-    return len(required) >= 2
+
+
+def _required_positional(function: Any) -> int:
+    """How many positional arguments ``function`` needs (those without a default)."""
+    parameters = inspect.signature(function).parameters.values()
+    return sum(1 for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               and p.default is p.empty)
 
 
 def compile_arguments(args: tuple, *, optimizer: Any, loss: Any, metrics: Any, device: Any, loss_func: Any,
@@ -184,10 +188,7 @@ def checked_net(net: Any) -> nn.Module:
 
 def _takes_features_and_labels(method: Any) -> bool:
     """True for torchkeras's step signature ``step(features, labels)`` (two required arguments)."""
-    parameters = inspect.signature(method).parameters.values()
-    required = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty]
-    return len(required) == 2
+    return _required_positional(method) == 2
 
 
 #: (model class, "train" / "test") -> (the step method's name, whether it takes (features, labels)).
