@@ -28,17 +28,17 @@ from .engine import fit as fit_engine
 from .engine import predict as predict_engine
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
+from .exploring import ExploringSurface
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .metrics import Metric
 
-#: The step methods whose override means a fit may log keys compile does not know.
-_STEP_METHODS = ("train_step", "test_step", "compute_loss")
+_STEP_METHODS = ("train_step", "test_step", "compute_loss")  # overridden: a fit may log other keys
 
 
-class Model(torchkeras.TorchkerasSurface, nn.Module):
+class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
     """An ``nn.Module`` with Keras's training API; ``Model(net)`` wraps a module the torchkeras way.
 
     Example:
