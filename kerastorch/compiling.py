@@ -220,6 +220,19 @@ def known_log_keys(config: CompileConfig, has_validation: bool) -> list[str]:
     return train + extra + val + ["lr"]
 
 
+#: The step methods whose override means a fit may log keys compile does not know.
+STEP_METHODS = ("train_step", "test_step", "compute_loss")
+
+
+def may_log_custom_keys(model: Any, base: type, config: CompileConfig | None) -> bool:
+    """True when a fit may log keys compile does not know: ``model`` overrides a step of ``base``
+    (:data:`STEP_METHODS`) or the compiled loss is user code."""
+    cls = type(model)
+    if any(getattr(cls, name) is not getattr(base, name) for name in STEP_METHODS):
+        return True
+    return config is not None and loss_is_user_code(config)
+
+
 def loss_is_user_code(config: CompileConfig) -> bool:
     """True when a compiled loss is user code, which may log extra components (a dict result)."""
     if config.loss is None:

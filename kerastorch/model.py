@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .metrics import Metric
-
-_STEP_METHODS = ("train_step", "test_step", "compute_loss")  # overridden: a fit may log other keys
+    from .summary import SummaryText
 
 
 class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
@@ -281,8 +280,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
             initial_epoch: int = 0, steps_per_epoch: int | None = None, *,
             sample_weight: Any = None, dl_train: Any = None, dl_val: Any = None,
             log_step_freq: int | None = None, resume_from: Any = None,
-            trust_checkpoint: bool = False) -> pd.DataFrame:
-        """Train; return the history DataFrame (one row per epoch, all fits so far).
+            trust_checkpoint: bool = False, plot: Any = "auto") -> pd.DataFrame:
+        """Train; return ``model.history``: one row per epoch of every fit so far, epochs numbered on from the last.
 
         Args:
             x, y: training data (tensors, arrays, DataFrames, tuples/dicts of those
@@ -301,6 +300,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
             resume_from: a training checkpoint to continue from exactly (also mid-epoch), or
                 "auto": the newest valid one this fit's checkpoint callbacks wrote.
             trust_checkpoint: allow checkpoints that need full unpickling (files you trust only).
+            plot: a live loss/metrics figure (:class:`~kerastorch.callbacks.LivePlot`): "auto" draws it in notebooks
+                with matplotlib installed, True always, False never, a path writes it to that PNG each epoch.
 
         Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
         the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
@@ -317,7 +318,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
                        validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, sample_weight=sample_weight, torchkeras_form=torchkeras_form,
                        resume_from=resume_from, trust_checkpoint=trust_checkpoint,
-                       custom_logs=self._has_custom_logs())
+                       custom_logs=compiling.may_log_custom_keys(self, Model, self._config), plot=plot)
         return torchkeras.history_frame(self.history) if torchkeras_form else self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
@@ -351,13 +352,6 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
         """The running epoch's means and metrics so far (one host sync; for progress displays)."""
         return {} if self._session is None else self._session.running_logs()
 
-    def _has_custom_logs(self) -> bool:
-        """True when a fit may log keys compile does not know (a custom step or a user loss)."""
-        cls = type(self)
-        if any(getattr(cls, name) is not getattr(Model, name) for name in _STEP_METHODS):
-            return True
-        return self._config is not None and compiling.loss_is_user_code(self._config)
-
     def save(self, path: str | os.PathLike) -> None:
         """Write a full training checkpoint atomically (weights, optimizer, history, RNG...).
 
@@ -387,8 +381,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
         network.load_state_dict(weights_of(loaded, os.fspath(path), network.state_dict().keys()), strict=strict)
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
-                **kwargs: Any) -> str:
-        """Print and return a Keras-style table of layers, output shapes and parameter counts.
+                **kwargs: Any) -> SummaryText:
+        """Print and return a Keras-style table of layers, output shapes and parameter counts (shown once).
 
         Example:
             >>> text = Model.wrap(nn.Linear(2, 1)).summary(input_shape=(2,), print_fn=None)

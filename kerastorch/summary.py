@@ -4,6 +4,7 @@ Parameters are counted from the module itself, so shared or tied weights count o
 """
 from __future__ import annotations
 
+import html
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -207,8 +208,11 @@ def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
             input_dtype: DtypeLike | Sequence[DtypeLike] | None = None,
             input_data: Any = None, *, batch_size: int = 1, depth: int = 3,
             device: torch.device | str | None = None,
-            print_fn: Callable[[str], Any] | None = print) -> str:
-    """Print a torchsummary-style table of ``module`` and return it as text.
+            print_fn: Callable[[str], Any] | None = print) -> SummaryText:
+    """Print a torchsummary-style table of ``module`` and return it as text (a :class:`SummaryText`).
+
+    The returned text shows once as a notebook cell's last line: it is not echoed again
+    when it was already printed.
 
     Rows, in call order as ``ClassName-i``, are the calls of modules none of whose
     submodules ran; below ``depth`` the module at ``depth`` stands for its subtree.
@@ -254,7 +258,38 @@ def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
     totals = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
     sizes = (_nbytes(data), 2 * sum(layer.output_bytes for layer in leaves),
              sum(p.numel() * p.element_size() for p in params))
-    text = _format(_table_rows(module, layers), totals, sizes)
+    text = SummaryText(_format(_table_rows(module, layers), totals, sizes))
     if print_fn is not None:
         print_fn(text)
+        text.shown = True
     return text
+
+
+class SummaryText(str):
+    """The summary table as a ``str`` that a notebook or the REPL does not echo a second time.
+
+    ``summary()`` prints the table, then returns it: as a cell's last line (or at the ``>>>``
+    prompt) that value would show again, as an escaped string. Once printed, its repr is a
+    short pointer and IPython displays nothing; with ``print_fn=None`` the table itself shows,
+    in a notebook as preformatted HTML. ``str(text)`` and every ``str`` operation give the table.
+
+    Example:
+        >>> text = SummaryText("Total params: 3")
+        >>> text.shown = True
+        >>> text, str(text)
+        (<model summary: printed above; str() gives the text>, 'Total params: 3')
+    """
+
+    shown = False
+
+    def __repr__(self) -> str:
+        return "<model summary: printed above; str() gives the text>" if self.shown else str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+    def _ipython_display_(self) -> None:
+        if self.shown:
+            return
+        from IPython.display import display  # only called inside IPython
+        display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)

@@ -285,3 +285,23 @@ def test_print_fn(capsys):
     seen: list[str] = []
     summary(DNN(), input_shape=(2,), print_fn=seen.append)
     assert seen == [text]
+
+
+def test_a_printed_summary_is_not_echoed_again(capsys):
+    net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+    text = summary(net, input_shape=(2,))
+    printed = capsys.readouterr().out
+    assert printed == str(text) + "\n" and "Total params: 17" in text
+    assert repr(text) == "<model summary: printed above; str() gives the text>"
+    shown = []
+    import IPython.display
+    original = IPython.display.display
+    IPython.display.display = lambda *a, **k: shown.append(a)
+    try:
+        text._ipython_display_()  # a notebook cell ending in model.summary(): nothing more
+        quiet = summary(net, input_shape=(2,), print_fn=None)
+        quiet._ipython_display_()  # not printed: the notebook shows it, once
+    finally:
+        IPython.display.display = original
+    assert len(shown) == 1 and shown[0][0]["text/plain"] == str(quiet)
+    assert shown[0][0]["text/html"].startswith("<pre>") and repr(quiet) == str(quiet)

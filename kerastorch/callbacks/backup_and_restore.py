@@ -71,12 +71,14 @@ class BackupAndRestore(Callback):
         if mid_epoch is not None:
             self._save(mid_epoch)
 
-    def _save(self, mid_epoch: bool) -> None:
+    def _save(self, mid_epoch: bool) -> str | None:
         if is_rank_zero() and safe_to_save(self.model, self.session):
             atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), self.path)
+            return self.path
+        return None
 
-    def save_interrupt_checkpoint(self) -> None:
-        self._save(mid_epoch=True)
+    def save_interrupt_checkpoint(self) -> str | None:
+        return self._save(mid_epoch=True)
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and is_rank_zero() and not self.session.nonfinite \

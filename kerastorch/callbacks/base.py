@@ -19,6 +19,7 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 * :meth:`Callback.flush_writes`: checkpoint writes decided in a hook, run once
   *every* callback has run that hook, so saved callback states are the epoch's own;
 * :meth:`Callback.save_interrupt_checkpoint`: on Ctrl-C / SIGTERM;
+* :meth:`Callback.on_exception`: the call is ending with an exception (displays close);
 * :meth:`Callback.resume_candidates`: files ``fit(resume_from="auto")`` may continue from;
 * :meth:`Callback.auto_resume_path`: a checkpoint to continue from without being asked
   (BackupAndRestore's backup);
@@ -98,8 +99,11 @@ class Callback:
     def flush_writes(self) -> None:
         """Write the checkpoints decided in the hook just run (after every callback ran it)."""
 
-    def save_interrupt_checkpoint(self) -> None:
-        """Write a resumable checkpoint now: fit was interrupted (Ctrl-C, SIGTERM)."""
+    def save_interrupt_checkpoint(self) -> str | None:
+        """Write a resumable checkpoint now: fit was interrupted (Ctrl-C, SIGTERM); return its path (or None)."""
+
+    def on_exception(self, error: BaseException) -> None:
+        """fit / evaluate / predict is ending with ``error`` (Ctrl-C included): close what is open on screen."""
 
     def resume_candidates(self) -> list[str]:
         """Checkpoint files ``fit(resume_from="auto")`` may continue from (newest valid wins)."""
@@ -121,8 +125,8 @@ class Callback:
 _Methods = tuple[Callable[..., Any], ...]
 
 #: The capabilities the engine calls on the callbacks that override them.
-CAPABILITIES: tuple[str, ...] = ("flush_writes", "save_interrupt_checkpoint", "resume_candidates",
-                                 "auto_resume_path")
+CAPABILITIES: tuple[str, ...] = ("flush_writes", "save_interrupt_checkpoint", "on_exception",
+                                 "resume_candidates", "auto_resume_path")
 
 
 def _overrides(callback: Callback, name: str) -> bool:
@@ -165,6 +169,7 @@ class CallbackList:
     on_predict_batch_end: _Methods
     flush_writes: _Methods
     save_interrupt_checkpoint: _Methods
+    on_exception: _Methods
     resume_candidates: _Methods
     auto_resume_path: _Methods
 

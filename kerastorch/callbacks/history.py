@@ -7,16 +7,18 @@ from .base import Callback
 
 
 class History(Callback):
-    """Append ``{"epoch": n, **logs}`` (n counted from 1) to ``model.history`` each epoch.
+    """Append ``{"epoch": n, **logs}`` to ``model.history`` each epoch.
 
-    ``fit`` always adds it first, so rows accumulate over repeated ``fit`` calls.
+    ``fit`` always adds it first, so rows accumulate over repeated ``fit`` calls, and ``n``
+    continues from the last row: a second ``fit(epochs=3)`` after three epochs adds 4, 5, 6
+    (``fit(epochs=6, initial_epoch=3)``, Keras's way to continue, numbers them the same).
 
     Example:
         >>> h = History()
     """
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        row = {"epoch": epoch + 1}
+        row = {"epoch": self.session.epoch_base + epoch + 1}
         row.update(order_logs(logs or {}))
         self.session.record.history_rows.append(row)
 

@@ -102,11 +102,13 @@ class ModelCheckpoint(Callback):
         if self.verbose:
             print(f"ModelCheckpoint: saved {path}")  # noqa: T201 (verbose=1: output the user asked for)
 
-    def save_interrupt_checkpoint(self) -> None:
-        """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint."""
-        if is_rank_zero() and safe_to_save(self.model, self.session):
-            atomic_save(training_state.capture(self.model, self.session, mid_epoch=True),
-                        os.path.join(self.directory, INTERRUPT_NAME))
+    def save_interrupt_checkpoint(self) -> str | None:
+        """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint; returns its path."""
+        if not (is_rank_zero() and safe_to_save(self.model, self.session)):
+            return None
+        path = os.path.join(self.directory, INTERRUPT_NAME)
+        atomic_save(training_state.capture(self.model, self.session, mid_epoch=True), path)
+        return path
 
     def resume_candidates(self) -> list[str]:
         """Files ``fit(resume_from="auto")`` may continue from (full checkpoints only)."""

@@ -29,7 +29,12 @@ def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: An
                                  params={"steps": len(source), "verbose": verbose})
     session = Session(config, record, callback_list)
     callback_list.set_session(session)
-    return run_test(model, session, source)
+    try:
+        return run_test(model, session, source)
+    except BaseException as error:
+        for close in callback_list.on_exception:  # displays close before the traceback prints
+            close(error)
+        raise
 
 
 def validation_source(validation_data: Any, batch_size: int | None, config: CompileConfig, seed: int) -> Any:

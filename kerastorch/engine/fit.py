@@ -11,6 +11,7 @@ read once, at its end.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import warnings
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
+from ..callbacks.display.environment import in_notebook, output_mode
 from ..callbacks.history import History, order_logs
 from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
@@ -43,9 +45,10 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
         torchkeras_form: bool, log_step_freq: int | None, resume_from: Any, trust_checkpoint: bool,
-        custom_logs: bool) -> None:
+        custom_logs: bool, plot: Any = "auto") -> None:
     """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
+    plotter = live_plot_for(plot, verbose)
     if config.foreign_parameters:
         raise ValueError(foreign_optimizer_message(config.foreign_parameters))
     if validation_split:
@@ -65,7 +68,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     steps = min(steps_per_epoch or len(train_source), len(train_source))
     has_validation = val_source is not None
     callback_list = CallbackList(
-        [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq)], model=model,
+        [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq), *plotter],
+        model=model,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
@@ -77,6 +81,10 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     try:
         with signal_guard(session):
             run_epochs(model, session, train_source, val_source, initial_epoch, steps)
+    except BaseException as error:
+        for close in callback_list.on_exception:  # displays close before the traceback prints
+            close(error)
+        raise
     finally:
         model.train(was_training)
         model._session = outer_session
@@ -91,6 +99,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     record = session.record
     callbacks.call("on_train_begin", None)
     start_epoch = _resume(model, session, initial_epoch)
+    session.epoch_base = _epoch_base(record, start_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = config.ddp is not None and any_rank(steps != broadcast_int(steps, config.device), config.device)
     for epoch in range(start_epoch, session.epochs):
@@ -118,6 +127,12 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         if model.stop_training:
             break
     callbacks.call("on_train_end", session.logs)
+
+
+def _epoch_base(record: FitRecord, start_epoch: int) -> int:
+    """What numbers this fit's epochs in the history: the last row's epoch less the epochs skipped."""
+    rows = record.history_rows
+    return max(0, int(rows[-1]["epoch"]) - start_epoch) if rows else 0
 
 
 def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAccumulator:
@@ -186,9 +201,29 @@ def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) ->
         return []
     if torchkeras_form:  # torchkeras prints a step dict every log_step_freq steps, every step by default
         return [TorchkerasLogger(1 if log_step_freq is None else log_step_freq)]
-    if verbose == 2:
+    if verbose == 2 or output_mode() == "plain":  # a log file gets whole lines, no bar
         return [EpochLine()]
     return [ProgressBar(), EpochTable()]
+
+
+def live_plot_for(plot: Any, verbose: Any) -> list:
+    """``fit(plot=...)`` as a list of at most one LivePlot (checked before anything runs).
+
+    "auto" (the default) draws in notebooks when matplotlib is installed and ``verbose`` is
+    not 0, as torchkeras 4 does; scripts get no figure unless asked (True or a PNG path).
+    """
+    if plot is False or plot is None or not is_rank_zero():
+        return []
+    if plot == "auto":
+        if verbose == 0 or not in_notebook() or importlib.util.find_spec("matplotlib") is None:
+            return []
+        plot = True
+    from ..callbacks.display.live_plot import LivePlot  # matplotlib loads only when a plot is asked for
+    if plot is True:
+        return [LivePlot()]
+    if isinstance(plot, (str, os.PathLike)):
+        return [LivePlot(path=plot)]
+    raise TypeError(f"`plot` must be 'auto', True, False or a PNG path. Received: plot={plot!r}")
 
 
 def _request_resume(session: Session, resume_from: Any, trust_checkpoint: bool) -> None:
@@ -256,9 +291,10 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     session.nonfinite = True
     logs = epoch_logs(config, accumulator)
     lr = float(config.optimizer.param_groups[0]["lr"])
-    session.record.history_rows.append({"epoch": epoch + 1, **order_logs({**logs, "lr": lr})})
+    number = session.epoch_base + epoch + 1
+    session.record.history_rows.append({"epoch": number, **order_logs({**logs, "lr": lr})})
     model.stop_training = True
-    warnings.warn(f"Non-finite training loss at epoch {epoch + 1}, batch {bad_step} (epochs count "
+    warnings.warn(f"Non-finite training loss at epoch {number}, batch {bad_step} (epochs count "
                   "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
                   "no checkpoint was written from this epoch.", RuntimeWarning, stacklevel=2)
     return True

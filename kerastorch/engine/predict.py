@@ -40,6 +40,10 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
                 outputs.append(output)
                 for hook in batch_end:
                     hook(index, {"outputs": output})
+    except BaseException as error:
+        for close in callback_list.on_exception:  # displays close before the traceback prints
+            close(error)
+        raise
     finally:
         model.train(was_training)
     result = concatenate(outputs)

@@ -61,6 +61,8 @@ class Session:
         epoch_start_rng, epoch_start_generator: RNG states at the running epoch's start
             (saved in mid-epoch checkpoints so the same batch order is redrawn).
         nonfinite: the loss went non-finite and training stopped.
+        epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
+            epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
 
     Example:
         >>> session = Session(None, FitRecord(), None)
@@ -85,6 +87,7 @@ class Session:
         self.epoch_start_rng: dict[str, Any] | None = None
         self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
+        self.epoch_base = 0
 
     @property
     def epoch(self) -> int:

@@ -27,7 +27,8 @@ def signal_guard(session: Session) -> Iterator[None]:
 
     def on_signal(signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and session.pending_signal == "SIGINT":
-            raise KeyboardInterrupt  # a second Ctrl-C does not wait for the batch to end
+            # A second Ctrl-C does not wait for the batch to end.
+            raise KeyboardInterrupt(f"Stopped at once by a second Ctrl-C {_where(session)}.")
         session.pending_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
     session.pending_signal = None
@@ -44,8 +45,26 @@ def signal_guard(session: Session) -> Iterator[None]:
 def raise_for_signal(session: Session) -> None:
     """Save interrupt checkpoints, then raise KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM)."""
     received, session.pending_signal = session.pending_signal, None
-    for save in session.callbacks.save_interrupt_checkpoint:
-        save()
+    saved = [path for save in session.callbacks.save_interrupt_checkpoint if (path := save()) is not None]
     if received == "SIGTERM":
         raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(interruption_message(session, saved))
+
+
+def _where(session: Session) -> str:
+    steps = session.callbacks.params.get("steps")
+    of_steps = f" of {steps}" if steps else ""
+    return (f"in epoch {session.epoch_base + session.epoch + 1}, batch {session.batch + 1}{of_steps}; "
+            f"model.history keeps {len(session.record.history_rows)} finished epochs")
+
+
+def interruption_message(session: Session, saved: list[str]) -> str:
+    """One line: where training stopped, what the history keeps, the interrupt checkpoints written.
+
+    Epochs are numbered as in ``model.history`` and batches from 1, as on the progress bar.
+    """
+    if not saved:
+        return f"Training interrupted {_where(session)}."
+    paths = ", ".join(saved)
+    return (f"Training interrupted {_where(session)}; interrupt checkpoint: {paths} "
+            f"(continue with fit(..., resume_from={saved[0]!r})).")

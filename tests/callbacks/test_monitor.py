@@ -7,7 +7,7 @@ import torch
 import kerastorch as kt
 from kerastorch.callbacks import EarlyStopping, ReduceLROnPlateau
 from kerastorch.callbacks.monitor import check_monitor, is_better, require_logged, resolve_mode
-from kerastorch.compiling import known_log_keys
+from kerastorch.compiling import known_log_keys, may_log_custom_keys
 from support import TinyNet
 
 
@@ -46,7 +46,7 @@ def _checked(monitor, model, has_validation=True):
     cb = EarlyStopping(monitor=monitor)
     cb.set_model(model)
     cb.set_params({"has_validation": has_validation, "log_keys": known_log_keys(model._config, has_validation),
-                   "custom_logs": model._has_custom_logs()})
+                   "custom_logs": may_log_custom_keys(model, kt.Model, model._config)})
     check_monitor(monitor, cb)
 
 

@@ -179,7 +179,9 @@ def test_sigint_keeps_history_and_restores_handlers():
                 os.kill(os.getpid(), signal.SIGINT)
 
     handler_before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
+    steps = -(-len(x) // 8)
+    with pytest.raises(KeyboardInterrupt, match=rf"^Training interrupted in epoch 2, batch 3 of {steps}; "
+                                                r"model.history keeps 1 finished epochs\.$"):
         model.fit(x, y, batch_size=8, epochs=5, callbacks=[Interrupt()], verbose=0)
     assert len(model.history) == 1
     assert signal.getsignal(signal.SIGINT) is handler_before
@@ -351,3 +353,23 @@ def test_kill_9_mid_epoch_with_dataloader_workers_resumes_bit_identically(tmp_pa
     code, unseeded, error = run_child(worker_loader_train, [], 7)  # the other init really differs
     assert code == 0, error
     assert not torch.equal(unseeded["params"]["body.0.weight"], straight["params"]["body.0.weight"])
+
+
+def test_sigint_message_names_the_interrupt_checkpoint_and_continues_the_epoch_numbers(tmp_path):
+    model = new_model()
+    x, y = make_data()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)  # the history's epochs 1 and 2
+
+    class Interrupt(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.session.epoch == 0 and batch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    path = str(tmp_path / "interrupted.pt")
+    with pytest.raises(KeyboardInterrupt) as caught:
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+                  callbacks=[Interrupt(), kt.callbacks.ModelCheckpoint(str(tmp_path / "ep{epoch}.pt"))])
+    assert str(caught.value) == (
+        f"Training interrupted in epoch 3, batch 2 of {-(-len(x) // 8)}; model.history keeps 2 finished epochs; "
+        f"interrupt checkpoint: {path} (continue with fit(..., resume_from={path!r})).")
+    assert os.path.isfile(path)

@@ -25,7 +25,7 @@ def in_notebook() -> bool:
     ipython_module = sys.modules.get("IPython")
     if ipython_module is None:  # never imported: not in IPython (and importing it costs ~0.3 s)
         return False
-    shell = ipython_module.get_ipython()  # type: ignore[attr-defined]
+    shell = ipython_module.get_ipython()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 

@@ -1,14 +1,31 @@
-"""Epoch output: a growing prettytable (verbose=1) or one line per epoch (verbose=2)."""
+"""Epoch output: a compact table that fits the terminal, an HTML table in notebooks, or one line per epoch.
+
+* :class:`EpochTable` (``verbose=1``): in a terminal, rules around the header only and one
+  line per epoch, sized to the terminal width; when the columns cannot fit even with
+  shorter numbers, each epoch becomes a ``name: value`` line wrapped between values (never
+  inside one). In a notebook, one HTML table that grows in place.
+* :class:`EpochLine` (``verbose=2``, and ``verbose=1`` when stdout is a file or a pipe):
+  ``Epoch 3/10 - 0.4s - loss: 0.1234 - val_loss: 0.2345``.
+
+Epochs are numbered as in ``model.history`` (continuing across ``fit`` calls).
+"""
 from __future__ import annotations
 
+import html
 import time
 from typing import Any
 
 from ..base import Callback
+from .environment import in_notebook, terminal_columns
 
 
 def format_value(key: str, value: Any, decimals: int = 4) -> str:
-    """Format one logged value: integers as is, the lr in %g, other floats to ``decimals``."""
+    """Format one logged value: integers as is, the lr in %g, other floats to ``decimals``.
+
+    Example:
+        >>> format_value("loss", 0.123456), format_value("lr", 0.001), format_value("epoch", 3)
+        ('0.1235', '0.001', '3')
+    """
     if isinstance(value, int):
         return str(value)
     if key == "lr" or key.endswith("_lr"):
@@ -17,7 +34,16 @@ def format_value(key: str, value: Any, decimals: int = 4) -> str:
 
 
 def render_table(row: dict[str, Any], decimals: int = 4, min_width: int = 0) -> str:
-    """A one-row prettytable as a string (column width at least ``min_width``)."""
+    """A one-row prettytable as a string (column width at least ``min_width``); the torchkeras form's table.
+
+    Example:
+        >>> print(render_table({"epoch": 1, "loss": 0.5}))
+        +-------+--------+
+        | epoch |  loss  |
+        +-------+--------+
+        |   1   | 0.5000 |
+        +-------+--------+
+    """
     from prettytable import PrettyTable  # imported when a table is printed, not with kerastorch
 
     table = PrettyTable(list(row))
@@ -27,30 +53,152 @@ def render_table(row: dict[str, Any], decimals: int = 4, min_width: int = 0) -> 
     return table.get_string()
 
 
-class EpochTable(Callback):
-    """Print one table row per epoch; the header is printed once, and again if columns change.
+def wrap_parts(parts: list[str], columns: int, separator: str = " - ", indent: str = "    ") -> list[str]:
+    """Join ``parts`` with ``separator`` into lines of at most ``columns``, breaking only between parts.
 
     Example:
-        >>> table = EpochTable()
+        >>> wrap_parts(["Epoch 1/2", "loss: 0.5000", "acc: 0.9000"], columns=26)
+        ['Epoch 1/2 - loss: 0.5000', '    acc: 0.9000']
+    """
+    lines: list[str] = []
+    line = ""
+    for part in parts:
+        candidate = f"{line}{separator}{part}" if line else (indent if lines else "") + part
+        if line and len(candidate) > columns:
+            lines.append(line)
+            candidate = indent + part
+        line = candidate
+    return [*lines, line] if line else lines
+
+
+def epoch_parts(label: str, logs: dict[str, Any], decimals: int) -> list[str]:
+    """``[label, "loss: 0.1234", ...]``: the pieces of an epoch line."""
+    return [label, *(f"{k}: {format_value(k, v, decimals)}" for k, v in logs.items())]
+
+
+class _Layout:
+    """Column widths of the text table for one set of columns and decimals."""
+
+    def __init__(self, names: tuple[str, ...], cells: list[str], decimals: int) -> None:
+        self.names, self.decimals = names, decimals
+        narrowest = decimals + 2  # "0.1234": a value below 10 fits without widening the column
+        self.widths = [max(len(name), len(cell), narrowest) for name, cell in zip(names, cells, strict=True)]
+
+    @property
+    def width(self) -> int:
+        return sum(self.widths) + 3 * len(self.widths) + 1
+
+    def holds(self, names: tuple[str, ...], cells: list[str]) -> bool:
+        return names == self.names and all(len(c) <= w for c, w in zip(cells, self.widths, strict=True))
+
+    def rule(self) -> str:
+        return "+" + "+".join("-" * (w + 2) for w in self.widths) + "+"
+
+    def line(self, cells: list[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, self.widths, strict=True)) + " |"
+
+    def header(self) -> list[str]:
+        return [self.rule(), self.line(list(self.names)), self.rule()]
+
+
+class _HtmlTable:
+    """The rows so far as an HTML table (notebooks), with the text table as the plain form."""
+
+    def __init__(self, rows: list[dict[str, Any]], decimals: int) -> None:
+        self.rows, self.decimals = rows, decimals
+
+    def _repr_html_(self) -> str:
+        names = list(dict.fromkeys(name for row in self.rows for name in row))
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        body = "".join("<tr>" + "".join(f"<td>{self._cell(row, n)}</td>" for n in names) + "</tr>"
+                       for row in self.rows)
+        return f'<table class="kerastorch-epochs"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+    def _cell(self, row: dict[str, Any], name: str) -> str:
+        return format_value(name, row[name], self.decimals) if name in row else ""
+
+    def __repr__(self) -> str:
+        lines: list[str] = []
+        layout: _Layout | None = None
+        for row in self.rows:
+            names, cells = tuple(row), [format_value(k, v, self.decimals) for k, v in row.items()]
+            if layout is None or not layout.holds(names, cells):
+                layout = _Layout(names, cells, self.decimals)
+                lines += layout.header()
+            lines.append(layout.line(cells))
+        return "\n".join(lines)
+
+
+class EpochTable(Callback):
+    """One row per epoch under a header printed once (again when the columns change).
+
+    Args:
+        decimals: digits after the point for floats (3 when the table would not fit otherwise).
+        columns: the width to fit; None reads the terminal's (``COLUMNS`` when set) at train begin.
+
+    Example:
+        >>> table = EpochTable(columns=80)
     """
 
-    def __init__(self, decimals: int = 4) -> None:
+    def __init__(self, decimals: int = 4, columns: int | None = None) -> None:
         super().__init__()
         self.decimals = decimals
-        self._header: tuple[str, ...] | None = None
-        self._width = 0
+        self.columns = columns
+        self._layout: _Layout | None = None
+        self._width = 80
+        self._notebook = False
+        self._rows: list[dict[str, Any]] = []
+        self._handle: Any = None
 
     def on_train_begin(self, logs=None):
-        self._header = None
+        self._layout, self._rows, self._handle = None, [], None
+        self._notebook = in_notebook()
+        self._width = self.columns if self.columns is not None else terminal_columns()
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **(logs or {})}
-        lines = render_table(row, self.decimals, min_width=8).splitlines()
-        if tuple(row) != self._header or len(lines[3]) != self._width:
-            self._header, self._width = tuple(row), len(lines[3])
-            print("\n".join(lines), flush=True)
-        else:  # same columns and widths: the new row and the closing border only
-            print("\n".join(lines[3:]), flush=True)
+        number = self.session.epoch_base + epoch + 1
+        row = {"epoch": number, **(logs or {})}
+        if self._notebook:
+            self._show_html(row)
+        else:
+            total = self.session.epoch_base + self.params.get("epochs", 0)
+            print("\n".join(self.text_lines(row, f"Epoch {number}/{total}")), flush=True)
+
+    def on_train_end(self, logs=None):
+        if self._layout is not None and not self._notebook:
+            print(self._layout.rule(), flush=True)  # the table's closing border
+        self._layout = None
+
+    def text_lines(self, row: dict[str, Any], label: str) -> list[str]:
+        """The lines one epoch adds in a terminal of ``self._width`` columns (a header when needed)."""
+        names = tuple(row)
+        if self._layout is not None:
+            cells = [format_value(k, v, self._layout.decimals) for k, v in row.items()]
+            if self._layout.holds(names, cells):
+                return [self._layout.line(cells)]
+        for decimals in (self.decimals, min(self.decimals, 3)):
+            cells = [format_value(k, v, decimals) for k, v in row.items()]
+            layout = _Layout(names, cells, decimals)
+            if layout.width <= self._width:
+                closing = [self._layout.rule()] if self._layout is not None else []
+                self._layout = layout
+                return [*closing, *layout.header(), layout.line(cells)]
+        if self._layout is not None:  # leaving the table form: close it first
+            closing, self._layout = [self._layout.rule()], None
+        else:
+            closing = []
+        logs = {k: v for k, v in row.items() if k != "epoch"}
+        return [*closing, *wrap_parts(epoch_parts(label, logs, self.decimals), self._width)]
+
+    def _show_html(self, row: dict[str, Any]) -> None:
+        from IPython.display import display  # a notebook is running: IPython is imported already
+
+        self._rows.append(row)
+        table = _HtmlTable(list(self._rows), self.decimals)
+        if self._handle is None:
+            self._handle = display(table, display_id=True)
+        else:
+            self._handle.update(table)
 
 
 class EpochLine(Callback):
@@ -70,6 +218,6 @@ class EpochLine(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
-        parts = [f"{k}: {format_value(k, v, self.decimals)}" for k, v in (logs or {}).items()]
-        print(" - ".join([f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}", f"{seconds:.1f}s", *parts]),
-              flush=True)
+        base = self.session.epoch_base
+        label = f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)} - {seconds:.1f}s"
+        print(" - ".join(epoch_parts(label, logs or {}, self.decimals)), flush=True)

@@ -1,5 +1,9 @@
-"""Printed output: the epoch table (golden file), one-line mode, seed mode, silence."""
+"""Printed output: plain lines when redirected, verbose=2 lines, the torchkeras form, silence, epoch numbers."""
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import torch
@@ -7,7 +11,7 @@ from torch import nn
 
 from support import TinyNet
 
-GOLDEN = Path(__file__).parents[2] / "golden"
+REPO = Path(__file__).parents[3]
 
 
 def fixed_model(loss="mse", metrics=None):
@@ -25,11 +29,27 @@ def data():
     return x, y
 
 
-def test_epoch_table_golden(capsys):
-    x, y = data()
-    fixed_model(metrics={"mae": "mae"}).fit(x, y, batch_size=4, epochs=3, validation_data=(x, y), verbose=1)
-    out = capsys.readouterr().out
-    assert out == (GOLDEN / "epoch_table.txt").read_text()
+def test_redirected_verbose_1_writes_one_plain_line_per_epoch_and_no_carriage_return(tmp_path):
+    script = textwrap.dedent("""
+        import torch, kerastorch as kt
+        from torch import nn
+        net = kt.Model.wrap(nn.Linear(2, 1)); nn.init.zeros_(net.weight); nn.init.zeros_(net.bias)
+        net.compile("sgd", "mse", ["mae"], optimizer_kwargs={"lr": 0.0}, device="cpu")
+        x, y = torch.randn(64, 2), torch.ones(64, 1)
+        net.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y))
+        net.evaluate(x, y, verbose=1); net.predict(x, verbose=1)
+    """)
+    log = tmp_path / "train.log"
+    with open(log, "wb") as out:  # what nohup / CI / SLURM do: stdout and stderr into a file
+        subprocess.run([sys.executable, "-c", script], stdout=out, stderr=subprocess.STDOUT, check=True,
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    text = log.read_bytes().decode()
+    assert "\r" not in text
+    lines = text.splitlines()
+    assert len(lines) == 3
+    for epoch, line in enumerate(lines, start=1):
+        assert re.fullmatch(rf"Epoch {epoch}/3 - \d+\.\ds - loss: 1\.0000 - mae: 1\.0000 - val_loss: 1\.0000 - "
+                            r"val_mae: 1\.0000 - lr: 0", line), line
 
 
 def test_verbose_2_prints_one_line_per_epoch(capsys):
@@ -39,6 +59,28 @@ def test_verbose_2_prints_one_line_per_epoch(capsys):
     lines = captured.out.splitlines()
     assert len(lines) == 2 and captured.err == ""
     assert re.fullmatch(r"Epoch 2/2 - \d+\.\ds - loss: 0\.7000 - lr: 0", lines[1])
+
+
+def test_a_second_fit_numbers_epochs_on_in_the_history_and_the_output(capsys):
+    x, y = data()
+    model = fixed_model()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=2)
+    history = model.fit(x, y, batch_size=4, epochs=3, verbose=2)
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/2", "Epoch 2/2", "Epoch 3/5", "Epoch 4/5",
+                                                        "Epoch 5/5"]
+
+
+def test_keras_continuation_with_initial_epoch_numbers_like_one_run():
+    x, y = data()
+    model = fixed_model()
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    model.fit(x, y, batch_size=4, epochs=5, initial_epoch=2, verbose=0)
+    assert model.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    fresh = fixed_model()
+    fresh.fit(x, y, batch_size=4, epochs=4, initial_epoch=2, verbose=0)
+    assert fresh.history["epoch"].tolist() == [3, 4]
 
 
 def test_verbose_0_is_silent(capsys):

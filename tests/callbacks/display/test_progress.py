@@ -1,0 +1,99 @@
+"""The progress bar: ends at its true count, never failed on success, closed on errors, plain when redirected."""
+import warnings
+
+import pytest
+import torch
+from tqdm.std import tqdm as text_tqdm
+
+from kerastorch.callbacks import Callback
+from kerastorch.callbacks.display import progress
+from support import TinyNet
+
+CLOSED = []
+
+
+class RecordingBar(text_tqdm):
+    """A text bar that records (desc, n, total) when it closes."""
+
+    def close(self):
+        if not self.disable:
+            CLOSED.append((self.desc, self.n, self.total))
+        super().close()
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    CLOSED.clear()
+    monkeypatch.setattr(progress, "output_mode", lambda: "terminal")
+    monkeypatch.setattr("kerastorch.engine.fit.output_mode", lambda: "terminal")  # fit's choice of printers
+    monkeypatch.setattr(progress, "_bar_class", lambda mode: RecordingBar)
+    return CLOSED
+
+
+def model_and_data(n=40):
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    return model, torch.randn(n, 2), torch.randn(n, 1)
+
+
+def test_every_bar_ends_at_its_total(bars, capsys):
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=4, epochs=2, validation_data=(x, y))
+    model.evaluate(x, y, batch_size=8, verbose=1)
+    model.predict(x, batch_size=8, verbose=1)
+    assert bars == [("Epoch 1/2", 10, 10), ("Epoch 2/2", 10, 10), ("Evaluate", 5, 5), ("Predict", 5, 5)]
+    assert capsys.readouterr().err == ""  # the bar writes to stdout, like the table
+
+
+def test_an_epoch_ended_early_on_purpose_is_a_finished_bar(bars):
+    class StopAtBatch3(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                self.model.stop_training = True
+
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=4, epochs=3, callbacks=[StopAtBatch3()])
+    assert bars == [("Epoch 1/3", 3, 3)]  # total lowered to the count: no "failed" bar in notebooks
+
+
+def test_an_error_closes_the_bar_where_it_stopped(bars):
+    class Boom(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 4:
+                raise RuntimeError("boom")
+
+    model, x, y = model_and_data()
+    with pytest.raises(RuntimeError, match="^boom$"):
+        model.fit(x, y, batch_size=4, epochs=2, callbacks=[Boom()])
+    assert len(bars) == 1 and bars[0][0] == "Epoch 1/2" and bars[0][2] == 10  # closed, not as finished
+
+
+def test_epoch_bars_number_epochs_as_the_history(bars):
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=20, epochs=2, verbose=0)
+    model.fit(x, y, batch_size=20, epochs=1)
+    assert bars == [("Epoch 3/3", 2, 2)]
+
+
+def test_no_bar_when_stdout_is_redirected(monkeypatch, capsys):
+    opened = []
+    monkeypatch.setattr(progress, "_bar_class", lambda mode: opened.append(mode))
+    model, x, y = model_and_data()
+    model.evaluate(x, y, verbose=1)
+    assert opened == [] and capsys.readouterr().out == ""  # capsys is not a terminal
+
+
+def test_notebook_without_ipywidgets_gets_a_text_bar_and_no_warning(monkeypatch):
+    monkeypatch.setattr(progress, "has_widgets", lambda: False)
+    assert progress._bar_class("notebook") is text_tqdm
+    monkeypatch.setattr(progress, "output_mode", lambda: "notebook")
+    model, x, y = model_and_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a TqdmWarning would fail here
+        model.evaluate(x, y, verbose=1)
+
+
+def test_notebook_with_ipywidgets_gets_the_widget_bar(monkeypatch):
+    from tqdm.notebook import tqdm as notebook_tqdm
+    monkeypatch.setattr(progress, "has_widgets", lambda: True)
+    assert progress._bar_class("notebook") is notebook_tqdm
