@@ -26,7 +26,7 @@ def test_history_grows_across_fits(tiny, binary_data):
     tiny.fit(x, y, epochs=2, verbose=0)
     history = tiny.fit(x, y, epochs=3, verbose=0)
     assert len(history) == 5 and len(tiny.history) == 5
-    assert history["epoch"].tolist() == [1, 2, 1, 2, 3]
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5]  # numbered on: one history over all fits
 
 
 def test_epoch_loss_equals_whole_data_loss_with_uneven_last_batch():
