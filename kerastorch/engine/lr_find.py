@@ -87,7 +87,7 @@ class LRFinderResult:
             >>> result = LRFinderResult([1e-3, 1e-2, 1e-1, 1.0, 10.0], [2.0, 1.5, 1.0, 0.5, 9.0],
             ...                         [2.0, 1.5, 1.0, 0.5, 9.0], diverged_at=10.0)
             >>> axes = result.plot().axes[0]
-            >>> axes.get_xscale(), list(axes.lines[0].get_ydata())
+            >>> axes.get_xscale(), [float(loss) for loss in axes.lines[0].get_ydata()]
             ('log', [2.0, 1.5, 1.0, 0.5, 9.0])
         """
         try:
