@@ -5,5 +5,7 @@
 * :mod:`.step`: the optimizer step (backward, accumulation, penalty, clipping, scaler, LR);
 * :mod:`.logs`: step logs on the device, epoch logs read once;
 * :mod:`.session`: the per-call :class:`~.session.Session` and the model's :class:`~.session.FitRecord`;
-* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit.
+* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit;
+* :mod:`.lr_find`: the learning-rate range test behind ``Model.lr_find``;
+* :mod:`.snapshot`: the restore point that leaves a model exactly as it was after ``lr_find``.
 """
