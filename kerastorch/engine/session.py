@@ -61,6 +61,7 @@ class Session:
         epoch_start_rng, epoch_start_generator: RNG states at the running epoch's start
             (saved in mid-epoch checkpoints so the same batch order is redrawn).
         nonfinite: the loss went non-finite and training stopped.
+        steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
 
     Example:
         >>> session = Session(None, FitRecord(), None)
@@ -85,6 +86,7 @@ class Session:
         self.epoch_start_rng: dict[str, Any] | None = None
         self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
+        self.steps_capped = False
 
     @property
     def epoch(self) -> int:
