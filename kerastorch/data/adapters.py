@@ -43,6 +43,7 @@ from .indexed import IndexedLoader, index_batchable
 from .trees import tree_map
 
 DEFAULT_BATCH_SIZE = 32
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 
 def _is_array(value: Any) -> bool:
@@ -88,8 +89,11 @@ def to_tensor(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -
     elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
         raise TypeError(f"`{name}` must hold numbers. Received an array of dtype {array.dtype}; "
                         "convert non-numeric columns first.")
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor if tensor.dtype == torch.int64 or tensor.dtype == float_dtype else tensor.to(float_dtype)
+    elif float_dtype in _NUMPY_FLOATS:
+        array = array.astype(_NUMPY_FLOATS[float_dtype], copy=False)  # a copy when the dtype changes
+    else:  # e.g. bfloat16, which NumPy lacks: convert a copy
+        return torch.from_numpy(np.array(array)).to(float_dtype)
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def to_structure(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -> Any:
@@ -139,8 +143,15 @@ class LoaderSource:
         return iterator
 
     def _continued(self) -> Iterator[Any]:
-        yield from self.loader  # the same iterator, where the last epoch left it
-        self.exhausted = True
+        # The same iterator, where the last epoch left it. Not `yield from`: closing this
+        # epoch's generator (a steps_per_epoch break) would close the user's too.
+        while True:
+            try:
+                batch = next(self.loader)
+            except StopIteration:
+                self.exhausted = True
+                return
+            yield batch
 
 
 def source_length(source: Any) -> int | None:
