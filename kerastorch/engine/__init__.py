@@ -5,5 +5,6 @@
 * :mod:`.step`: the optimizer step (backward, accumulation, penalty, clipping, scaler, LR);
 * :mod:`.logs`: step logs on the device, epoch logs read once;
 * :mod:`.session`: the per-call :class:`~.session.Session` and the model's :class:`~.session.FitRecord`;
-* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit.
+* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit;
+* :mod:`.guards`: once-per-call guards (steps per epoch, BatchNorm's last batch) and failing batches named.
 """

@@ -6,11 +6,11 @@ whose weights must come out identical.
 import numpy as np
 import pytest
 import torch
-from misuse_support import assert_unchanged, snapshot
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 import kerastorch as kt
+from misuse_support import assert_unchanged, snapshot
 
 X = torch.randn(24, 4, generator=torch.Generator().manual_seed(0))
 Y = X[:, :1] * 2 - X[:, 1:2]

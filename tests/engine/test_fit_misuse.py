@@ -4,11 +4,11 @@ Each refusal comes before any optimizer step: weights, optimizer state, history 
 """
 import pytest
 import torch
-from misuse_support import assert_unchanged, snapshot
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import kerastorch as kt
+from misuse_support import assert_unchanged, snapshot
 
 
 def mlp(norm=True, seed=0):

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from misuse_support import assert_unchanged, snapshot
 from torch import nn
 
 import kerastorch as kt
+from misuse_support import assert_unchanged, snapshot
 
 
 def trained(out=1, loss="mse", n=16, **compile_kwargs):

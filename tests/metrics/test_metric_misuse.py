@@ -1,10 +1,10 @@
 """Metric misuse (issue 10, item 4): refused on the first batch, before the optimizer step a metric comes after."""
 import pytest
 import torch
-from misuse_support import assert_unchanged, snapshot
 from torch import nn
 
 import kerastorch as kt
+from misuse_support import assert_unchanged, snapshot
 
 
 def classifier(metrics, classes=3):
