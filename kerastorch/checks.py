@@ -80,6 +80,17 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def plain_int(value: Any) -> Any:
+    """A NumPy integer as a Python int (checkpoints, DataLoaders and JSON take only those); anything else as it is.
+
+    Example:
+        >>> import numpy as np
+        >>> type(plain_int(np.int64(3))).__name__, plain_int(None)
+        ('int', None)
+    """
+    return int(value) if is_int(value) and type(value) is not int else value
+
+
 def require_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer >= 1 (or None with ``allow_none``).
 
@@ -173,10 +184,16 @@ def check_class_targets(y_pred: torch.Tensor, y_true: torch.Tensor, what: str) -
             f"{what} expects integer class indices as targets (dtype torch.long). "
             f"Received: target {describe(y_true)} for output shape {tuple(y_pred.shape)}. "
             "Convert with y.long(), or pass one-hot float targets of the output's shape.")
+    if not y_true.is_floating_point() and y_true.shape == y_pred.shape and y_pred.dim() >= 2:
+        raise ValueError(
+            f"{what} got integer targets of the output's shape {tuple(y_pred.shape)}: one-hot labels. "
+            f"Received: target {describe(y_true)}. Pass class indices, y.argmax(1) (shape "
+            f"{(y_pred.shape[0], *y_pred.shape[2:])}), or one-hot floats, y.float().")
     if not y_true.is_floating_point() and (
             y_pred.dim() != y_true.dim() + 1 or y_pred.shape[0] != y_true.shape[0]
             or y_pred.shape[2:] != y_true.shape[1:]):
         raise ValueError(
             f"{what} expects an output of shape (N, C, ...) and integer targets of shape "
             f"(N, ...). Received: output shape {tuple(y_pred.shape)}, "
-            f"target shape {tuple(y_true.shape)}.")
+            f"target shape {tuple(y_true.shape)}. Give the model one output column per class and pass "
+            "the class of each sample as an integer.")

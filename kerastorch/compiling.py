@@ -9,6 +9,8 @@ and its previous configuration as they were.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -119,13 +121,15 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
              memory_format=torch.channels_last if channels_last else torch.preserve_format)
     if loss_computer is not None:
         loss_computer.to(resolved_device)
+        # metrics are updated after the optimizer step: the loss checks them on the first batch, before it
+        loss_computer.first_batch_checks = [metric.check for metric in built_metrics.values()]
     for metric in built_metrics.values():
         metric.to(resolved_device)
     config = CompileConfig(
         optimizer=built_optimizer, loss=loss_computer, metrics=built_metrics, penalty=penalty,
         device=resolved_device, precision=MixedPrecision(mode, resolved_device),
         lr_scheduler=scheduler, scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor,
-        grad_accum_steps=grad_accum_steps, grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
+        grad_accum_steps=int(grad_accum_steps), grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
         trainable=[p for p in model.parameters() if p.requires_grad],
         channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss, foreign_parameters=foreign,
         metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
@@ -162,8 +166,11 @@ def _check_options(scheduler_interval: Any, scheduler_monitor: Any, grad_accum_s
                          f"scheduler_monitor={scheduler_monitor!r}")
     require_positive_int("grad_accum_steps", grad_accum_steps)
     for name, value in (("grad_clip_norm", grad_clip_norm), ("grad_clip_value", grad_clip_value)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise ValueError(f"`{name}` must be a positive number or None. Received: {name}={value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value) or value <= 0):
+            raise ValueError(f"`{name}` must be a positive finite number or None (no clipping). Received: "
+                             f"{name}={value!r}. Gradients are clipped to [-v, v] by value or to norm v, so v "
+                             "must be > 0, e.g. grad_clip_norm=1.0.")
     if not isinstance(jit_compile, (bool, dict)):
         raise TypeError(f"`jit_compile` must be a bool or a dict of torch.compile options. "
                         f"Received: jit_compile={jit_compile!r}")

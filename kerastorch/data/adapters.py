@@ -9,76 +9,121 @@ no workers is batched by indexing (:mod:`.indexed`), with the same batches in
 the same order.
 
 Batches are ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; ``x`` may be a
-tensor, a tuple/list (positional inputs) or a dict (keyword inputs).
+tensor, a tuple/list (positional inputs) or a dict (keyword inputs). A batch may
+also be a dict: ``{"x": ..., "y": ..., "sample_weight": ...}``, or keyword inputs
+plus reserved ``"y"`` / ``"sample_weight"`` entries (see
+:func:`~kerastorch.data.trees.unpack_batch`).
+
+In-memory floating data (tensors, arrays, frames, a ``TensorDataset``) is cast to
+the model's floating dtype (float32 unless the model was made ``.double()`` /
+``.half()``), booleans too; integers become int64 (indices for embeddings stay
+integers). Batches from a DataLoader or a generator are used as they come.
+
+Python generators and other one-shot iterators of batches, and ``IterableDataset``
+objects (batched by a DataLoader, ``batch_size`` default 32, never shuffled), have
+no length: an epoch is one pass over them, or ``steps_per_epoch`` batches. A
+one-shot iterator is not restarted: epochs continue it, so more than one epoch
+needs ``steps_per_epoch`` (fit refuses otherwise).
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sized
 from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-from ..checks import describe, require_positive_int
+from ..checks import describe, plain_int, require_positive_int
 from ..distributed import launched_distributed
 from .batcher import TensorBatcher, num_samples
 from .indexed import IndexedLoader, index_batchable
 from .trees import tree_map
 
 DEFAULT_BATCH_SIZE = 32
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
 
 
 def _is_array(value: Any) -> bool:
     return isinstance(value, (torch.Tensor, np.ndarray)) or hasattr(value, "to_numpy")
 
 
-def to_tensor(value: Any, name: str) -> torch.Tensor:
+def floating_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype in-memory floating data is cast to: the module's first floating parameter's (else float32).
+
+    Example:
+        >>> floating_dtype(nn.Linear(2, 1)), floating_dtype(nn.Linear(2, 1).double())
+        (torch.float32, torch.float64)
+    """
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
+def to_tensor(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Convert a tensor, numpy array, pandas object or number list to a tensor.
 
-    float64 becomes float32 and bool becomes float32 (the dtypes losses expect);
-    integers become int64. Tensors are kept as they are.
+    Floating and bool data become ``float_dtype`` (the model's: what its layers compute in);
+    integers become int64. Tensors and arrays follow the same rule.
+
+    Example:
+        >>> to_tensor(torch.ones(2, dtype=torch.float64), "x").dtype, to_tensor(np.arange(2), "x").dtype
+        (torch.float32, torch.int64)
     """
     if isinstance(value, torch.Tensor):
-        return value
+        if (value.is_floating_point() or value.dtype == torch.bool) and value.dtype != float_dtype:
+            return value.to(float_dtype)
+        return value if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool \
+            else value.long()
     if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
         value = value.to_numpy()
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:
         raise TypeError(f"`{name}` could not be converted to a tensor. Received: {describe(value)}") from err
-    if array.dtype == np.float64 or array.dtype == np.bool_:
-        array = array.astype(np.float32)
-    elif np.issubdtype(array.dtype, np.integer):
+    if np.issubdtype(array.dtype, np.integer):
         array = array.astype(np.int64)
-    elif not np.issubdtype(array.dtype, np.floating):
+    elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
         raise TypeError(f"`{name}` must hold numbers. Received an array of dtype {array.dtype}; "
                         "convert non-numeric columns first.")
+    elif float_dtype in _NUMPY_FLOATS:
+        array = array.astype(_NUMPY_FLOATS[float_dtype], copy=False)  # a copy when the dtype changes
+    else:  # e.g. bfloat16, which NumPy lacks: convert a copy
+        return torch.from_numpy(np.array(array)).to(float_dtype)
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def to_structure(value: Any, name: str) -> Any:
+def to_structure(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -> Any:
     """Convert user data to tensors, keeping tuples/lists/dicts of arrays as structure."""
     if isinstance(value, dict):
-        return {key: to_tensor(item, f"{name}[{key!r}]") for key, item in value.items()}
+        return {key: to_tensor(item, f"{name}[{key!r}]", float_dtype) for key, item in value.items()}
     if isinstance(value, (tuple, list)) and value and all(_is_array(v) for v in value):
-        return tuple(to_tensor(item, f"{name}[{i}]") for i, item in enumerate(value))
-    return to_tensor(value, name)
+        return tuple(to_tensor(item, f"{name}[{i}]", float_dtype) for i, item in enumerate(value))
+    return to_tensor(value, name, float_dtype)
 
 
 class LoaderSource:
-    """Wraps a DataLoader (or any re-iterable of batches) with an optional batch skip.
+    """Wraps a DataLoader (or any iterable of batches) with an optional batch skip.
 
     Args:
-        loader: the user's DataLoader / iterable, or one kerastorch built for a Dataset.
+        loader: the user's DataLoader / iterable / generator, or one kerastorch built for a Dataset.
         built_from: for a DataLoader kerastorch built, its keyword arguments (so that
             :meth:`pin` can rebuild it); None for the user's own, which stays as given.
+
+    A one-shot iterator (a generator) is continued, not restarted, by each ``iter()``;
+    ``exhausted`` becomes True when it has no batch left.
     """
+
+    exhausted = False
 
     def __init__(self, loader: Any, built_from: dict[str, Any] | None = None) -> None:
         self.loader = loader
         self.built_from = built_from
         self.skip_batches = 0
+        self.one_shot = isinstance(loader, Iterator)
         dataset = getattr(loader, "dataset", None)
         self.num_samples = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
 
@@ -88,14 +133,38 @@ class LoaderSource:
             self.loader = DataLoader(**self.built_from, pin_memory=True)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.loader)  # TypeError without a length: see source_length
 
     def __iter__(self) -> Iterator[Any]:
-        iterator = iter(self.loader)
+        iterator = self._continued() if self.one_shot else iter(self.loader)
         for _ in range(self.skip_batches):
             next(iterator, None)
         self.skip_batches = 0
         return iterator
+
+    def _continued(self) -> Iterator[Any]:
+        # The same iterator, where the last epoch left it. Not `yield from`: closing this
+        # epoch's generator (a steps_per_epoch break) would close the user's too.
+        while True:
+            try:
+                batch = next(self.loader)
+            except StopIteration:
+                self.exhausted = True
+                return
+            yield batch
+
+
+def source_length(source: Any) -> int | None:
+    """Batches per pass of a batch source, or None when it has no length (a generator, an IterableDataset).
+
+    Example:
+        >>> source_length(adapt(torch.zeros(5, 2), batch_size=2, shuffle=False)), source_length(LoaderSource(iter([])))
+        (3, None)
+    """
+    try:
+        return len(source)
+    except TypeError:
+        return None
 
 
 def _tensor_dataset_arrays(dataset: Dataset) -> tuple | None:
@@ -112,21 +181,23 @@ def _tensor_dataset_arrays(dataset: Dataset) -> tuple | None:
 
 def adapt(x: Any, y: Any = None, sample_weight: Any = None, *, batch_size: int | None,
           shuffle: bool, generator: torch.Generator | None = None,
-          arg: str = "x") -> TensorBatcher | LoaderSource:
+          arg: str = "x", float_dtype: torch.dtype = torch.float32) -> TensorBatcher | LoaderSource:
     """Turn fit/evaluate/predict inputs into a batch source (see module docstring)."""
     if x is None:
         raise ValueError(f"`{arg}` must be data: tensors, arrays, a Dataset or a DataLoader. "
                          f"Received: {arg}=None")
-    if isinstance(x, (DataLoader, Dataset)) or (hasattr(x, "__iter__") and hasattr(x, "__len__")
-                                                and not _is_array(x) and not isinstance(x, (tuple, list, dict))):
+    require_positive_int("batch_size", batch_size, allow_none=True)
+    batch_size = plain_int(batch_size)
+    if isinstance(x, (DataLoader, Dataset, Iterator)) or (
+            hasattr(x, "__iter__") and hasattr(x, "__len__") and not _is_array(x)
+            and not isinstance(x, (tuple, list, dict))):
         if y is not None or sample_weight is not None:
             raise ValueError(f"`y` and `sample_weight` must not be given when `{arg}` is a "
                              f"{type(x).__name__}: its batches already hold the targets.")
-        return _adapt_iterable(x, batch_size, shuffle, generator, arg)
-    require_positive_int("batch_size", batch_size, allow_none=True)
-    arrays = [to_structure(x, arg)]
+        return _adapt_iterable(x, batch_size, shuffle, generator, arg, float_dtype)
+    arrays = [to_structure(x, arg, float_dtype)]
     if y is not None:
-        arrays.append(to_structure(y, "y"))
+        arrays.append(to_structure(y, "y", float_dtype))
     if sample_weight is not None:
         if y is None:
             raise ValueError("`sample_weight` needs `y`.")
@@ -143,33 +214,46 @@ def _check_lengths(arrays: list, arg: str) -> None:
         raise ValueError(f"`{arg}` and `y` must have the same number of samples. Received: {detail}.")
 
 
-def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool,
-                    generator: torch.Generator | None, arg: str) -> TensorBatcher | LoaderSource:
+def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool, generator: torch.Generator | None, arg: str,
+                    float_dtype: torch.dtype) -> TensorBatcher | LoaderSource:
+    if isinstance(x, Iterator):  # a generator: batches as they come, continued over epochs
+        if batch_size is not None:
+            raise ValueError(f"`batch_size` must not be given when `{arg}` is a generator: it yields whole "
+                             f"batches. Received: batch_size={batch_size}")
+        if inspect.isgenerator(x) and inspect.getgeneratorstate(x) == inspect.GEN_CLOSED:
+            raise ValueError(f"`{arg}` is a generator that is already exhausted (an earlier call used up its "
+                             "batches). Create a new generator for this call.")
+        return LoaderSource(x)
+    if isinstance(x, IterableDataset):  # no length, no shuffling: a DataLoader batches it
+        options: dict[str, Any] = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE}
+        return LoaderSource(DataLoader(**options), built_from=options)
     if isinstance(x, DataLoader) or not isinstance(x, Dataset):
         if batch_size is not None and isinstance(x, DataLoader):
             raise ValueError(f"`batch_size` must not be given when `{arg}` is a DataLoader: "
                              f"the DataLoader sets it. Received: batch_size={batch_size}")
         source: TensorBatcher | LoaderSource = \
             IndexedLoader(x) if index_batchable(x) and not launched_distributed() else LoaderSource(x)
-        if len(source) == 0:
+        if source_length(source) == 0:
             raise ValueError(f"`{arg}` is empty: the DataLoader yields no batches.")
         return source
     if len(cast(Sized, x)) == 0:
         raise ValueError(f"`{arg}` is empty: the Dataset has 0 samples.")
     arrays = _tensor_dataset_arrays(x)
     if arrays is not None:
+        arrays = tuple(to_tensor(t, f"{arg}.tensors[{i}]", float_dtype) for i, t in enumerate(arrays))
         return TensorBatcher(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
-    options: dict[str, Any] = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
+    options = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
                "generator": generator if shuffle else None}
     return LoaderSource(DataLoader(**options), built_from=options)
 
 
-def split_validation(x: Any, y: Any, sample_weight: Any, fraction: float) -> tuple[tuple, tuple]:
+def split_validation(x: Any, y: Any, sample_weight: Any, fraction: float,
+                     float_dtype: torch.dtype = torch.float32) -> tuple[tuple, tuple]:
     """Keras-style ``validation_split``: the *last* ``fraction`` of samples, before shuffling."""
-    if isinstance(x, (DataLoader, Dataset)) or y is None:
+    if isinstance(x, (DataLoader, Dataset, Iterator)) or y is None:
         raise ValueError("`validation_split` needs in-memory `x` and `y` (tensors, arrays, "
-                         "DataFrames). For a Dataset or DataLoader pass `validation_data`.")
-    parts = [to_structure(x, "x"), to_structure(y, "y")]
+                         "DataFrames). For a Dataset, DataLoader or generator pass `validation_data`.")
+    parts = [to_structure(x, "x", float_dtype), to_structure(y, "y", float_dtype)]
     if sample_weight is not None:
         parts.append(to_tensor(sample_weight, "sample_weight").float())
     _check_lengths(parts, "x")

@@ -42,6 +42,8 @@ class TensorBatcher:
         [4, 4, 2]
     """
 
+    exhausted = False  # in-memory data never runs out (a generator's LoaderSource can)
+
     def __init__(self, arrays: tuple, batch_size: int, shuffle: bool,
                  generator: torch.Generator | None = None) -> None:
         self.arrays = arrays

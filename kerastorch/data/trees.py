@@ -51,12 +51,23 @@ def move_to_device(batch: Any, device: torch.device, non_blocking: bool = True,
                     if isinstance(t, torch.Tensor) else t, batch)
 
 
+_RESERVED = ("y", "sample_weight")
+
+
 def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     """Split a batch into ``(x, y, sample_weight)``; missing parts are None.
 
     A tuple/list of length 1, 2 or 3 is ``(x,)``, ``(x, y)`` or ``(x, y, w)``;
-    a bare tensor or a dict is ``x`` alone. Multiple inputs go in a nested
-    tuple: ``((x1, x2), y)``.
+    a bare tensor is ``x`` alone. Multiple inputs go in a nested tuple:
+    ``((x1, x2), y)``. A dict batch (what a Dataset returning dicts gives) is read by
+    its keys: ``{"x": ..., "y": ..., "sample_weight": ...}`` (``x`` itself may be a
+    tensor, tuple or dict); without an ``"x"`` key the entries other than ``"y"`` and
+    ``"sample_weight"`` are keyword inputs of ``forward``.
+
+    Example:
+        >>> x, y, w = unpack_batch({"input_ids": 1, "mask": 2, "y": 3})
+        >>> x, y, w
+        ({'input_ids': 1, 'mask': 2}, 3, None)
     """
     if isinstance(batch, (tuple, list)):
         if len(batch) == 1:
@@ -68,7 +79,23 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
         raise ValueError(f"A batch must be (x,), (x, y) or (x, y, sample_weight). Received a "
                          f"{type(batch).__name__} of length {len(batch)}; for several inputs "
                          "use ((x1, x2), y).")
+    if isinstance(batch, dict):
+        return _unpack_dict(batch)
     return batch, None, None
+
+
+def _unpack_dict(batch: dict) -> tuple[Any, Any, Any]:
+    y, weights = batch.get("y"), batch.get("sample_weight")
+    if "x" in batch:
+        extra = sorted(str(key) for key in batch if key not in ("x", *_RESERVED))
+        if extra:
+            raise ValueError(f"A dict batch with an 'x' entry may also hold only 'y' and 'sample_weight'. "
+                             f"Received keys: {sorted(map(str, batch))}. Put several inputs under 'x' as a "
+                             "tuple or a dict: {'x': {'a': ..., 'b': ...}, 'y': ...}.")
+        return batch["x"], y, weights
+    if y is None and weights is None:
+        return batch, None, None
+    return {key: value for key, value in batch.items() if key not in _RESERVED}, y, weights
 
 
 def batch_size_of(batch: Any) -> int:

@@ -8,4 +8,5 @@
 * :mod:`.signals`: Ctrl-C / SIGTERM handling during fit;
 * :mod:`.lr_find`: the learning-rate range test behind ``Model.lr_find``;
 * :mod:`.snapshot`: the restore point that leaves a model exactly as it was after ``lr_find``.
+* :mod:`.guards`: once-per-call guards (steps per epoch, BatchNorm's last batch) and failing batches named.
 """

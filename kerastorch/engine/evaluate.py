@@ -9,8 +9,9 @@ from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
 from ..compat.torchkeras import step_function
-from ..data import adapt, batch_size_of, move_to_device, place
+from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, source_length
 from ..distributed import is_rank_zero
+from .guards import raise_batch_error
 from .logs import LogAccumulator, epoch_logs
 from .session import FitRecord, Session
 
@@ -22,11 +23,11 @@ def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: An
              verbose: Any, callbacks: Any, sample_weight: Any) -> dict[str, float]:
     """See :meth:`kerastorch.Model.evaluate`."""
     require_verbose(verbose)
-    source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False),
-                   config.device, config.data_on_device, 0)
+    source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False,
+                         float_dtype=floating_dtype(model)), config.device, config.data_on_device, 0)
     printers = [ProgressBar()] if verbose == 1 and is_rank_zero() else []
     callback_list = CallbackList([*as_callback_list(callbacks), *printers], model=model,
-                                 params={"steps": len(source), "verbose": verbose})
+                                 params={"steps": source_length(source), "verbose": verbose})
     session = Session(config, record, callback_list)
     callback_list.set_session(session)
     try:
@@ -37,17 +38,21 @@ def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: An
         raise
 
 
-def validation_source(validation_data: Any, batch_size: int | None, config: CompileConfig, seed: int) -> Any:
-    """``fit(validation_data=...)`` as a placed batch source, or None."""
+def validation_source(validation_data: Any, batch_size: int | None, config: CompileConfig, seed: int,
+                      float_dtype: torch.dtype = torch.float32) -> Any:
+    """``fit(validation_data=...)`` as a placed batch source, or None; a list ``[x_val, y_val]`` is a tuple."""
     if validation_data is None:
         return None
-    if isinstance(validation_data, tuple):
+    if isinstance(validation_data, (tuple, list)):
         if len(validation_data) not in (2, 3):
             raise ValueError("`validation_data` must be (x_val, y_val), (x_val, y_val, sample_weight), "
-                             f"a Dataset or a DataLoader. Received a tuple of length {len(validation_data)}.")
-        source = adapt(*validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
+                             f"a Dataset or a DataLoader. Received a {type(validation_data).__name__} of length "
+                             f"{len(validation_data)}.")
+        source = adapt(*validation_data, batch_size=batch_size, shuffle=False, arg="validation_data",
+                       float_dtype=float_dtype)
     else:
-        source = adapt(validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
+        source = adapt(validation_data, batch_size=batch_size, shuffle=False, arg="validation_data",
+                       float_dtype=float_dtype)
     return place(source, config.device, config.data_on_device, seed)
 
 
@@ -56,25 +61,33 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dic
     config, callbacks = cast("CompileConfig", session.config), session.callbacks  # compiled
     was_training = model.training
     model.eval()
-    accumulator = LogAccumulator(len(source))
+    accumulator = LogAccumulator(source_length(source))
     for metric in config.metrics.values():
         metric.reset()
     device = config.device
     callbacks.call("on_test_begin", None)
     batch_begin, batch_end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
     test_step = step_function(model, "test")
+    phase = "validation" if prefix else "evaluation"
+    loss = config.loss
+    checks = loss.recheck() if loss is not None else None  # this data's first batch is checked
     try:
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 for hook in batch_begin:
                     hook(index, None)
                 batch = move_to_device(batch, device)
-                logs = test_step(batch)
+                try:
+                    logs = test_step(batch)
+                except Exception as err:
+                    raise_batch_error(err, batch, model, phase, index)
                 accumulator.add(index, logs, batch_size_of(batch))
                 for hook in batch_end:
                     hook(index, logs)
         logs = epoch_logs(config, accumulator, prefix)
     finally:
         model.train(was_training)
+        if loss is not None and checks is not None:  # training's checks (and target alignment) stay as they were
+            loss.restore_checks(checks)
     callbacks.call("on_test_end", logs)
     return logs

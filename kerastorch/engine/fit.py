@@ -26,12 +26,20 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.files import newest_valid, safe_load
 from ..checkpointing.replay import start_epoch_iterator
 from ..checkpointing.training_state import restore
-from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
+from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..compat.torchkeras import step_function
 from ..compiling import foreign_optimizer_message, known_log_keys
-from ..data import adapt, batch_size_of, move_to_device, place, split_validation
+from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
 from .evaluate import run_test, validation_source
+from .guards import (
+    check_validation_source,
+    epoch_steps,
+    guard_batchnorm,
+    prepare_checks,
+    raise_batch_error,
+    stop_for_exhausted_data,
+)
 from .logs import LogAccumulator, epoch_logs
 from .session import FitRecord, Session
 from .signals import raise_for_signal, signal_guard
@@ -49,12 +57,15 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
     plotter = live_plot_for(plot, verbose)
+    epochs, initial_epoch = int(epochs), int(initial_epoch)  # NumPy integers too
+    steps_per_epoch, log_step_freq = plain_int(steps_per_epoch), plain_int(log_step_freq)
+    float_dtype = floating_dtype(model)  # in-memory floating data is cast to what the layers compute in
     if config.foreign_parameters:
         raise ValueError(foreign_optimizer_message(config.foreign_parameters))
     if validation_split:
         if validation_data is not None:
             raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
-        (x, y, *rest), validation_data = split_validation(x, y, sample_weight, validation_split)
+        (x, y, *rest), validation_data = split_validation(x, y, sample_weight, validation_split, float_dtype)
         sample_weight = rest[0] if rest else None
     # A DataLoader shuffles itself: drawing a seed for it from torch's global RNG would change
     # the order the user's loader gives (its seed comes from that RNG too). Under torchrun the
@@ -62,10 +73,11 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     generator = _shuffle_generator(record, config.device) \
         if shuffle and (not isinstance(x, DataLoader) or launched_distributed()) else None
     seed = int(generator.initial_seed()) if generator is not None else 0
-    train_source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, generator=generator),
-                         config.device, config.data_on_device, seed)
-    val_source = validation_source(validation_data, batch_size, config, seed)
-    steps = min(steps_per_epoch or len(train_source), len(train_source))
+    train_source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                               float_dtype=float_dtype), config.device, config.data_on_device, seed)
+    val_source = validation_source(validation_data, batch_size, config, seed, float_dtype)
+    steps, capped = epoch_steps(train_source, steps_per_epoch, epochs - initial_epoch, config.grad_accum_steps)
+    check_validation_source(val_source, epochs - initial_epoch)
     has_validation = val_source is not None
     callback_list = CallbackList(
         [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq), *plotter],
@@ -73,11 +85,14 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
+    session.steps_capped = capped
     _request_resume(session, resume_from, trust_checkpoint)
+    prepare_checks(config)
     model.stop_training = False
     was_training, outer_session = model.training, model._session
     model._session = session
     callback_list.set_session(session)
+    remove_guard = guard_batchnorm(model, train_source, capped)
     try:
         with signal_guard(session):
             run_epochs(model, session, train_source, val_source, initial_epoch, steps)
@@ -86,13 +101,14 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
             close(error)
         raise
     finally:
+        remove_guard()
         model.train(was_training)
         model._session = outer_session
         session.accumulator = None
 
 
 def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
-               steps: int) -> None:
+               steps: int | None) -> None:
     """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
     # fit compiled the model and made the callback list: neither is None here.
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
@@ -101,7 +117,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     start_epoch = _resume(model, session, initial_epoch)
     session.epoch_base = _epoch_base(record, start_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
-    uneven = config.ddp is not None and any_rank(steps != broadcast_int(steps, config.device), config.device)
+    uneven = config.ddp is not None and any_rank(steps != broadcast_int(cast(int, steps), config.device), config.device)
     for epoch in range(start_epoch, session.epochs):
         record.epoch = epoch
         model.train()
@@ -111,6 +127,8 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
             accumulator = train_epoch(model, session, train_source, steps)
         if session.pending_signal is not None:
             raise_for_signal(session)  # saves interrupt checkpoints, then raises
+        if train_source.exhausted and stop_for_exhausted_data(model, session, accumulator, steps, epoch):
+            break  # a generator had no batch left for this epoch
         if _stopped_for_nonfinite(model, session, epoch, accumulator):
             break
         logs = epoch_logs(config, accumulator)
@@ -135,7 +153,7 @@ def _epoch_base(record: FitRecord, start_epoch: int) -> int:
     return max(0, int(rows[-1]["epoch"]) - start_epoch) if rows else 0
 
 
-def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAccumulator:
+def train_epoch(model: Any, session: Session, source: Any, steps: int | None) -> LogAccumulator:
     """One pass over ``source`` (at most ``steps`` batches) with ``model.train_step``: the hot loop."""
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
     record = session.record
@@ -147,18 +165,21 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
     first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
     # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
     # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.
-    capped = steps < len(source)
+    capped, last = session.steps_capped, steps if steps is not None else -1
     for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
         session.batch = index
         for hook in batch_begin:
             hook(index, None)
         batch = move_to_device(batch, device, channels_last=channels_last)
-        if window > 1:
-            plan_window(session, index, steps, window)
-            with sync_context(config, session):
+        try:  # free until something raises (Python 3.11): then the error names the batch
+            if window > 1:
+                plan_window(session, index, last, window)  # data without a length needs steps_per_epoch here
+                with sync_context(config, session):
+                    logs = train_step(batch)
+            else:
                 logs = train_step(batch)
-        else:
-            logs = train_step(batch)
+        except Exception as err:
+            raise_batch_error(err, batch, model, "training", index, record.epoch)
         accumulator.add(index, logs, batch_size_of(batch))
         record.global_step += 1
         for hook in batch_end:
@@ -167,7 +188,7 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int) -> LogAcc
             write()
         # A signal waits for the end of a gradient-accumulation window, so the interrupt
         # checkpoint holds no partial gradients.
-        if model.stop_training or (capped and index + 1 >= steps) or \
+        if model.stop_training or (capped and index + 1 >= last) or \
                 (session.pending_signal is not None and session.update_now):
             break
     return accumulator
@@ -265,7 +286,7 @@ def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
-def _begin_epoch(config: CompileConfig, session: Session, steps: int) -> LogAccumulator:
+def _begin_epoch(config: CompileConfig, session: Session, steps: int | None) -> LogAccumulator:
     """A fresh epoch accumulator and reset metrics (refilled when resuming mid-epoch)."""
     accumulator = session.accumulator = LogAccumulator(steps)
     replay = session.replay

@@ -27,7 +27,8 @@ class LogAccumulator:
     record that finds the first non-finite step at the next sync point.
 
     Args:
-        steps: number of steps this epoch can have (buffer length).
+        steps: number of steps this epoch can have (buffer length); None when the data
+            has no length (a generator): the buffers then grow, doubling, when full.
 
     Example:
         >>> acc = LogAccumulator(2)
@@ -36,8 +37,9 @@ class LogAccumulator:
         1.6
     """
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, steps: int | None) -> None:
+        self.growable = steps is None
+        self.steps = 64 if steps is None else steps
         self.buffers: dict[str, torch.Tensor] = {}
         self.sizes: list[int] = []  # batch sizes of steps 0..k-1 (a resumed epoch starts with k > 0)
 
@@ -47,8 +49,24 @@ class LogAccumulator:
             buffer = buffers.get(key)
             if buffer is None:
                 buffer = buffers[key] = self._new_buffer(value.device)
-            buffer[index] = value
+            try:
+                buffer[index] = value
+            except IndexError:  # only past the end of a growable buffer (no cost until then)
+                if not self.growable:
+                    raise
+                self._grow(index)
+                buffer = buffers[key]
+                buffer[index] = value
         self.sizes.append(n)
+
+    def _grow(self, index: int) -> None:
+        """Double every buffer's length until ``index`` fits (data without a length)."""
+        while self.steps <= index:
+            self.steps *= 2
+        for key, old in self.buffers.items():
+            buffer = torch.full((self.steps,), float("nan"), dtype=old.dtype, device=old.device)
+            buffer[:old.shape[0]] = old
+            self.buffers[key] = buffer
 
     def _new_buffer(self, device: torch.device) -> torch.Tensor:
         # float64 keeps long epochs exact (MPS has no float64); NaN marks "no value".
@@ -101,6 +119,9 @@ class LogAccumulator:
     def load_state_dict(self, state: dict[str, Any], device: torch.device) -> None:
         """Continue a partial epoch: the earlier steps' values and sizes come back."""
         self.sizes = list(state["sizes"])
+        if self.growable:
+            while self.steps < len(self.sizes):
+                self.steps *= 2
         for key, values in state["buffers"].items():
             buffer = self._new_buffer(device)
             buffer[:len(values)] = values.to(device)

@@ -8,8 +8,9 @@ import torch
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
-from ..data import adapt, move_to_device, tree_map
+from ..data import adapt, floating_dtype, move_to_device, source_length, tree_map
 from ..distributed import is_rank_zero
+from .guards import raise_batch_error
 from .session import FitRecord, Session
 
 if TYPE_CHECKING:
@@ -20,10 +21,10 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
             verbose: Any, callbacks: Any, device: torch.device) -> Any:
     """See :meth:`kerastorch.Model.predict` (works before ``compile``: ``config`` may be None)."""
     require_verbose(verbose)
-    source = adapt(x, batch_size=batch_size, shuffle=False)
+    source = adapt(x, batch_size=batch_size, shuffle=False, float_dtype=floating_dtype(model))
     printers = [ProgressBar()] if verbose == 1 and is_rank_zero() else []
     callback_list = CallbackList([*as_callback_list(callbacks), *printers], model=model,
-                                 params={"steps": len(source), "verbose": verbose})
+                                 params={"steps": source_length(source), "verbose": verbose})
     session = Session(config, record, callback_list)
     callback_list.set_session(session)
     was_training = model.training
@@ -36,7 +37,11 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
             for index, batch in enumerate(source):
                 for hook in batch_begin:
                     hook(index, None)
-                output = model.predict_step(move_to_device(batch, device))
+                batch = move_to_device(batch, device)
+                try:
+                    output = model.predict_step(batch)
+                except Exception as err:
+                    raise_batch_error(err, batch, model, "prediction", index)
                 outputs.append(output)
                 for hook in batch_end:
                     hook(index, {"outputs": output})
@@ -46,6 +51,9 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
         raise
     finally:
         model.train(was_training)
+    if outputs and outputs[0] is None:
+        raise TypeError("The model's forward returned None, so predict() has no outputs to return. Received: "
+                        "output=None. Return the output at the end of forward(): `return self.layers(x)`.")
     result = concatenate(outputs)
     callback_list.call("on_predict_end", None)
     return result

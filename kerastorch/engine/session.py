@@ -63,6 +63,7 @@ class Session:
         nonfinite: the loss went non-finite and training stopped.
         epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
             epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
+        steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
 
     Example:
         >>> session = Session(None, FitRecord(), None)
@@ -88,6 +89,7 @@ class Session:
         self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
         self.epoch_base = 0
+        self.steps_capped = False
 
     @property
     def epoch(self) -> int:

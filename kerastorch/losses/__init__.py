@@ -3,7 +3,8 @@
 * :mod:`.registry`: names -> fresh loss modules (``get``, ``register``, ``available``);
 * :mod:`.focal`: :class:`FocalLoss`;
 * :mod:`.computer`: :class:`LossComputer`, what ``compile(loss=...)`` becomes (target
-  checks and alignment, sample and class weights, multi-output losses).
+  checks and alignment, sample and class weights, multi-output losses);
+* :mod:`.first_batch`: the first-batch checks of what a built-in loss receives.
 """
 from .computer import LossComputer
 from .focal import FocalLoss

@@ -14,7 +14,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..checks import check_class_targets, check_target_shape, describe
+from ..checks import check_class_targets, check_target_shape, describe, is_int
+from . import first_batch
 from . import registry as losses_module
 
 # Losses whose target holds class indices rather than values shaped like the output.
@@ -24,6 +25,9 @@ _CLASS_INDEX_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
 def _resolve_one(spec: Any) -> Callable:
     if isinstance(spec, str):
         return losses_module.get(spec)
+    if isinstance(spec, type) and issubclass(spec, nn.Module):
+        raise TypeError(f"`loss` must be a loss object, not a class: pass {spec.__name__}() (with parentheses). "
+                        f"Received: loss={spec!r}")
     if isinstance(spec, nn.Module) or callable(spec):
         return spec
     raise TypeError("`loss` must be a name, an nn.Module or a function fn(y_pred, y_true). "
@@ -40,6 +44,7 @@ class _SingleLoss:
         self.unreduced = self._unreduced_twin(self.fn)
         self.checked = False
         self.align = False
+        self.one_hot = False
         self._class_weight_table: torch.Tensor | None = None
 
     @staticmethod
@@ -52,17 +57,27 @@ class _SingleLoss:
         return None
 
     def check(self, y_pred: Any, y_true: Any) -> None:
-        """Validate shapes and dtypes on the first batch (before any optimizer step)."""
-        self.checked = True
-        if y_true is None:
-            raise ValueError("The loss needs targets, but the batch has no `y`: pass `y`, or "
-                             "batches of (x, y).")
+        """Validate shapes, dtypes and (once) values on the first batch of a call, before any optimizer step."""
+        self.align = self.one_hot = False
+        first_batch.check_output(self.fn, self.name, y_pred, y_true)
         if not isinstance(y_pred, torch.Tensor) or not isinstance(y_true, torch.Tensor):
+            self.checked = True
             return  # custom structured losses validate themselves
         if isinstance(self.fn, _CLASS_INDEX_LOSSES) or _is_multiclass_focal(self.fn, y_pred, y_true):
             check_class_targets(y_pred, y_true, f"loss {self.name!r}")
+            first_batch.check_class_indices(self.fn, self.name, y_pred, y_true)
+            if isinstance(self.fn, nn.CrossEntropyLoss):
+                first_batch.warn_if_probabilities(self.name, y_pred)
         else:
             self.align = check_target_shape(y_pred, y_true, f"loss {self.name!r}")
+            if isinstance(self.fn, first_batch.BINARY_LOSSES):
+                first_batch.check_binary(self.fn, self.name, y_pred, y_true)
+        if self.class_weight is not None:
+            first_batch.check_class_weight(self.class_weight, y_pred)
+            # one-hot (or soft) targets: the class of a sample is its target's argmax
+            self.one_hot = y_true.is_floating_point() and y_true.shape == y_pred.shape and y_pred.dim() >= 2 \
+                and y_pred.shape[1] > 1
+        self.checked = True
 
     def __call__(self, y_pred: Any, y_true: Any, sample_weight: torch.Tensor | None) -> Any:
         if not self.checked:
@@ -94,7 +109,7 @@ class _SingleLoss:
             for cls, weight in class_weight.items():
                 table[cls] = weight
             self._class_weight_table = table
-        labels = y_true.reshape(y_true.shape[0], -1)[:, 0]
+        labels = y_true.argmax(1) if self.one_hot else y_true.reshape(y_true.shape[0], -1)[:, 0]
         return self._class_weight_table[labels.round().long() if labels.is_floating_point() else labels]
 
     def to(self, device: torch.device) -> None:
@@ -128,9 +143,11 @@ class LossComputer:
 
     def __init__(self, loss: Any, loss_weights: Any = None, class_weight: dict | None = None) -> None:
         if class_weight is not None and (not isinstance(class_weight, Mapping) or
-                                         not all(isinstance(k, int) and k >= 0 for k in class_weight)):
+                                         not all(is_int(k) and k >= 0 for k in class_weight)):
             raise ValueError("`class_weight` must be a dict {class_index: weight} with integer keys >= 0. "
                              f"Received: class_weight={class_weight!r}")
+        if class_weight is not None:  # NumPy keys and values (sklearn's compute_class_weight) as Python numbers
+            class_weight = {int(key): float(value) for key, value in class_weight.items()}
         self.structure = "dict" if isinstance(loss, Mapping) else "list" if isinstance(loss, (list, tuple)) else None
         specs = dict(loss) if self.structure == "dict" else \
             {i: spec for i, spec in enumerate(loss)} if self.structure == "list" else {None: loss}
@@ -139,6 +156,40 @@ class LossComputer:
         first = next(iter(self.losses.values()))
         self.spec = loss if self.structure is None else None
         self.fn = first.fn
+        self.checked = False
+        #: checks run with the first batch's (output, target) too, e.g. the compiled metrics' (see compile)
+        self.first_batch_checks: list[Callable[[Any, Any], None]] = []
+
+    def recheck(self) -> list[tuple[bool, bool, bool]]:
+        """Check the next batch again (a new call brings new data); returns the state for :meth:`restore_checks`.
+
+        Example:
+            >>> lc = LossComputer("mse"); _ = lc(torch.zeros(2, 1), torch.zeros(2), None)
+            >>> state = lc.recheck(); lc(torch.zeros(2, 1), torch.zeros(2, 3), None)
+            Traceback (most recent call last):
+            ...
+            ValueError: The model output and the target must have the same shape for loss 'mse'. Received: output shape (2, 1), target shape (2, 3). Reshape the target or change the model's last layer.
+        """  # noqa: E501 (a doctest's expected message is one line)
+        state = [(single.checked, single.align, single.one_hot) for single in self.losses.values()]
+        state.append((self.checked, False, False))
+        for single in self.losses.values():
+            single.checked = False
+        self.checked = False
+        return state
+
+    def restore_checks(self, state: list[tuple[bool, bool, bool]]) -> None:
+        """Back to the check state :meth:`recheck` returned (an evaluation inside fit leaves training's as it was)."""
+        for single, (checked, align, one_hot) in zip(self.losses.values(), state, strict=False):
+            single.checked, single.align, single.one_hot = checked, align, one_hot
+        self.checked = state[-1][0]
+
+    def _check_first_batch(self, y_pred: Any, y_true: Any) -> None:
+        self.checked = True
+        if self.structure is not None:
+            _check_output_count(self.structure, self.losses, y_pred)
+        elif isinstance(y_pred, torch.Tensor) and isinstance(y_true, torch.Tensor):
+            for check in self.first_batch_checks:
+                check(y_pred, y_true)
 
     def _resolve_weights(self, loss_weights: Any) -> dict[Any, float]:
         if loss_weights is None:
@@ -159,7 +210,13 @@ class LossComputer:
     def __call__(self, y_pred: Any, y_true: Any,
                  sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.structure is None:
-            return _split(self.losses[None](y_pred, y_true, sample_weight))
+            if self.checked:
+                return _split(self.losses[None](y_pred, y_true, sample_weight))
+            loss = _split(self.losses[None](y_pred, y_true, sample_weight))  # checks the loss's inputs first
+            self._check_first_batch(y_pred, y_true)
+            return loss
+        if not self.checked:
+            self._check_first_batch(y_pred, y_true)
         total, components = None, {}
         for key, single in self.losses.items():
             value, parts = _split(single(_pick(y_pred, key, "output"), _pick(y_true, key, "target"), sample_weight))
@@ -169,6 +226,18 @@ class LossComputer:
             weighted = value * self.weights[key]
             total = weighted if total is None else total + weighted
         return cast(torch.Tensor, total), components  # a structure has at least one loss
+
+
+def _check_output_count(structure: str, losses: dict, y_pred: Any) -> None:
+    """A list of losses needs a tuple/list output with exactly that many entries (an output without a loss is
+    an error: it would never be trained); a dict of losses needs its keys in the output (other keys are allowed,
+    as in Keras: outputs without a loss)."""
+    if y_pred is None:
+        first_batch.check_output(None, "per output", None, None)
+    if structure == "list" and isinstance(y_pred, (tuple, list)) and len(y_pred) != len(losses):
+        raise ValueError(f"The model returned {len(y_pred)} outputs but {len(losses)} losses were compiled. "
+                         f"Received: output {first_batch.describe_structure(y_pred)}. Compile one loss per "
+                         "output (loss=[...] in the order forward returns them), or return fewer outputs.")
 
 
 def _pick(structure: Any, key: Any, what: str) -> Any:

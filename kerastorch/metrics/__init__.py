@@ -70,6 +70,9 @@ def get(spec: Any) -> Metric:
         return _REGISTRY[spec]()
     if isinstance(spec, Metric):
         return spec
+    if isinstance(spec, type):
+        raise TypeError(f"A metric must be an object, not a class: pass {spec.__name__}() (with parentheses). "
+                        f"Received: {spec!r}")
     if type(spec).__module__.startswith("torchmetrics") or hasattr(spec, "compute") and hasattr(spec, "update"):
         return TorchmetricsAdapter(spec)
     if callable(spec):

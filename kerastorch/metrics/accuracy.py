@@ -5,6 +5,7 @@ from typing import cast
 
 import torch
 
+from ..checks import require_positive_int
 from .base import MeanMetric, Metric
 
 
@@ -59,7 +60,15 @@ class TopKAccuracy(_ClassMean):
 
     def __init__(self, k: int = 5) -> None:
         super().__init__()
-        self.k = k
+        require_positive_int("k", k)
+        self.k = int(k)
+
+    def check(self, y_pred, y_true):
+        classes = y_pred.shape[1] if y_pred.dim() >= 2 else 1
+        if self.k > classes:
+            raise ValueError(f"Top-k accuracy with k={self.k} needs at least {self.k} classes, but the model outputs "
+                             f"{classes}. Received: output shape {tuple(y_pred.shape)}. Use TopKAccuracy(k=...) "
+                             f"with k <= {classes}.")
 
     def _hits(self, y_pred, y_true):
         top = y_pred.topk(self.k, dim=1).indices

@@ -1,12 +1,13 @@
 """Metrics from elsewhere: a plain function ``fn(y_pred, y_true)``, or a ``torchmetrics.Metric``."""
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ..checks import align_target
+from ..checks import align_target, describe
 from .base import Metric
 
 
@@ -20,9 +21,25 @@ class FunctionMetric(Metric):
     def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         self.fn = fn
+        self._first: tuple[Any, Any] | None = None  # (output, value) computed by check(), used by the next update
+
+    def check(self, y_pred, y_true):
+        """Call the function once on the first batch: it must return a tensor (or a number)."""
+        value = self.fn(y_pred.detach(), align_target(y_pred, y_true))
+        if not isinstance(value, (torch.Tensor, numbers.Number)):
+            name = getattr(self.fn, "__name__", type(self.fn).__name__)
+            raise TypeError(f"The metric function {name!r} must return a tensor (a scalar, or one value per "
+                            f"sample). Received: {describe(value)}. Return e.g. (y_pred - y_true).abs().mean(); "
+                            "a function without `return` gives None.")
+        self._first = (y_pred, value)  # update() gets this batch's output next: not computed twice
 
     def update(self, y_pred, y_true, sample_weight=None):
-        value = self.fn(y_pred.detach(), align_target(y_pred, y_true))
+        first = self._first
+        if first is not None and first[0] is y_pred:
+            value, self._first = first[1], None
+        else:
+            self._first = None
+            value = self.fn(y_pred.detach(), align_target(y_pred, y_true))
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, device=y_pred.device)
         value = value.detach()

@@ -62,6 +62,13 @@ class Metric:
                sample_weight: torch.Tensor | None = None) -> None:
         raise NotImplementedError
 
+    def check(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        """Validate a call's first batch before any optimizer step (the compiled loss calls it); raise if unusable.
+
+        Metrics are updated after the optimizer step: without this check a metric's error on the
+        first batch would come after the weights changed. The default accepts everything.
+        """
+
     def result(self) -> torch.Tensor:
         raise NotImplementedError
 
@@ -107,6 +114,9 @@ class MeanMetric(Metric):
 
     def _values(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def check(self, y_pred, y_true):
+        check_target_shape(y_pred, y_true, f"metric {type(self).__name__}")
 
     def update(self, y_pred, y_true, sample_weight=None):
         if y_pred.shape != y_true.shape and check_target_shape(y_pred, y_true, f"metric {type(self).__name__}"):

@@ -36,8 +36,12 @@ def test_conversions():
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
     assert D.to_tensor(frame, "x").tolist() == [[1.0, 3.0], [2.0, 4.0]]
     assert D.to_tensor(pd.Series([1, 2]), "y").tolist() == [1, 2]
-    kept = torch.zeros(2, dtype=torch.float64)
+    kept = torch.zeros(2)  # already the model's dtype: the same tensor, no copy
     assert D.to_tensor(kept, "x") is kept
+    # torch tensors are cast as arrays are (issue 10): float64 -> the model's float dtype, int32 -> int64
+    assert D.to_tensor(torch.zeros(2, dtype=torch.float64), "x").dtype == torch.float32
+    assert D.to_tensor(torch.zeros(2, dtype=torch.float64), "x", torch.float64).dtype == torch.float64
+    assert D.to_tensor(torch.zeros(2, dtype=torch.int32), "y").dtype == torch.int64
 
 
 def test_tensor_dataset_and_subset_take_the_fast_path():
