@@ -7,7 +7,8 @@ as one PNG, when it is a cell's last expression.
 
 How a history is drawn:
 
-* x is the ``epoch`` column (1..n when there is none); ``epoch`` itself is never drawn;
+* x is the ``epoch`` column (1..n when there is none, or when it does not increase: a
+  second ``fit`` that counted from 1 again); ``epoch`` itself is never drawn;
 * one subplot per base metric, titled with the base name: ``loss`` holds the
   ``loss`` ("train") and ``val_loss`` ("validation") curves, ``acc`` holds ``acc``
   and ``val_acc``; a ``val_x`` without ``x`` gets its own ``x`` subplot;
@@ -239,7 +240,7 @@ def draw_history(frame: pd.DataFrame, groups: dict[str, list[str]], monitor: str
     require_matplotlib("plot_history")
     from .figure import HistoryFigure
 
-    x = frame["epoch"].to_numpy(dtype=float) if "epoch" in frame.columns else np.arange(1.0, len(frame) + 1)
+    x, xlabel = epoch_axis(frame)
     columns = min(len(groups), _MAX_COLUMNS)
     rows = math.ceil(len(groups) / columns)
     size = (max(6.4, _CELL_INCHES[0] * columns), _CELL_INCHES[1] * rows)
@@ -254,9 +255,31 @@ def draw_history(frame: pd.DataFrame, groups: dict[str, list[str]], monitor: str
         figure.delaxes(unused)
     for axes, (base, group) in zip(grid[:len(groups)], groups.items(), strict=True):
         _draw_group(axes, base, {column: _values(frame, column) for column in group}, x, monitor, mode)
+        axes.set_xlabel(xlabel)
     if title is not None:
         figure.suptitle(title)
     return figure
+
+
+def epoch_axis(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The x values and label: the ``epoch`` column when it increases, else the rows counted from 1.
+
+    A ``fit`` that starts again from ``initial_epoch=0`` numbers its epochs from 1 again;
+    drawn over those numbers, the curves of two fits would zigzag, so the rows (training
+    order, all fits) are counted instead and the label says so.
+
+    Example:
+        >>> import pandas as pd
+        >>> epoch_axis(pd.DataFrame({"epoch": [1, 2, 1], "loss": [3.0, 2.0, 1.0]}))
+        (array([1., 2., 3.]), 'epoch (all fits, in order)')
+    """
+    rows = np.arange(1.0, len(frame) + 1)
+    if "epoch" not in frame.columns:
+        return rows, "epoch"
+    epochs = _values(frame, "epoch")
+    if len(epochs) > 1 and not (np.diff(epochs) > 0).all():
+        return rows, "epoch (all fits, in order)"
+    return epochs, "epoch"
 
 
 def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -271,6 +294,7 @@ def _draw_group(axes: Axes, base: str, curves: dict[str, np.ndarray], x: np.ndar
                 mode: str) -> None:
     from matplotlib.ticker import MaxNLocator
 
+    colors = {}
     for column, values in curves.items():
         if base == LR:
             label, color = column, None
@@ -279,20 +303,19 @@ def _draw_group(axes: Axes, base: str, curves: dict[str, np.ndarray], x: np.ndar
             label, color = (VALIDATION_LABEL, "C1") if validation else (TRAIN_LABEL, "C0")
         gaps = bool(np.isnan(values).any())
         (line,) = axes.plot(x, values, label=label, color=color, marker="o" if gaps else None, markersize=3)
-        if column == monitor:
-            best = best_epoch(x, values, resolve_mode(monitor, mode))
-            if best is not None:
-                epoch, value = best
-                axes.plot([epoch], [value], linestyle="none", marker="*", markersize=14, color=line.get_color(),
-                          markeredgecolor="black", zorder=3,
-                          label=f"best {monitor} {format_value(monitor, value)} (epoch {epoch:g})")
+        colors[column] = line.get_color()
+    best = None if monitor not in curves else best_epoch(x, curves[monitor], resolve_mode(monitor, mode))
+    if monitor is not None and best is not None:
+        epoch, value = best
+        axes.plot([epoch], [value], linestyle="none", marker="*", markersize=14, color=colors[monitor],
+                  markeredgecolor="black", zorder=3,
+                  label=f"best {monitor} {format_value(monitor, value)} (epoch {epoch:g})")
     if base == LR:
         rates = np.concatenate(list(curves.values()))
         rates = rates[~np.isnan(rates)]
         if rates.size and (rates > 0).all() and rates.min() < rates.max():
             axes.set_yscale("log")
     axes.set_title(base)
-    axes.set_xlabel("epoch")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     axes.legend()

@@ -109,6 +109,19 @@ def test_the_best_epoch_of_the_monitor_is_starred_on_its_subplot(monitor, mode, 
     assert star.get_label().startswith(f"best {monitor or 'val_loss'} ") and star.get_label().endswith(f"(epoch {x})")
 
 
+def test_epochs_counted_again_by_a_second_fit_are_drawn_in_training_order():
+    frame = pd.DataFrame({"epoch": [1, 2, 3, 1, 2], "loss": [0.9, 0.8, 0.7, 0.65, 0.6]})
+    axes = plot_history(frame).axes[0]
+    np.testing.assert_array_equal(axes.lines[0].get_xdata(), [1, 2, 3, 4, 5])
+    assert axes.get_xlabel() == "epoch (all fits, in order)"
+    assert axes.lines[-1].get_label() == "best loss 0.6000 (epoch 5)"
+
+
+def test_the_star_comes_after_the_curves_in_the_legend():
+    labels = plot_history(history(), monitor="loss").axes[0].get_legend_handles_labels()[1]
+    assert labels == ["train", "validation", "best loss 0.5000 (epoch 7)"]
+
+
 def test_ties_star_the_first_best_epoch():
     figure = plot_history(pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.2, 0.2]}))
     assert figure.axes[0].lines[-1].get_xydata().tolist() == [[2.0, 0.2]]
