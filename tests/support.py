@@ -1,4 +1,6 @@
 """Small models and helpers shared by the tests (importable: tests/ is on pythonpath)."""
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -22,3 +24,26 @@ def params_of(model):
 
 def same_params(a, b):
     return all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_notebook(cells, folder):
+    """Write ``cells`` (code strings) as a notebook in ``folder``, execute it in a python3 Jupyter kernel.
+
+    A first cell puts this checkout first on the kernel's sys.path (so it imports this kerastorch).
+    Returns (the executed notebook's cells after that first one, the client).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    setup = f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code) for code in (setup, *cells)])
+    path = folder / "check.ipynb"
+    nbformat.write(notebook, path)
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, kernel_name="python3", timeout=120,
+                            resources={"metadata": {"path": str(folder)}})
+    client.execute()
+    return notebook.cells[1:], client

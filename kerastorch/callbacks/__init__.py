@@ -2,7 +2,7 @@
 from .backup_and_restore import BackupAndRestore
 from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
-from .display import EpochLine, EpochTable, ProgressBar, SeedLogger, TorchkerasLogger
+from .display import EpochLine, EpochTable, LivePlot, ProgressBar, SeedLogger, TorchkerasLogger
 from .early_stopping import EarlyStopping
 from .history import History
 from .lambda_callback import LambdaCallback
@@ -13,5 +13,5 @@ from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLine", "EpochTable",
-           "History", "LambdaCallback", "LearningRateScheduler", "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau",
-           "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]
+           "History", "LambdaCallback", "LearningRateScheduler", "LivePlot", "ModelCheckpoint", "ProgressBar",
+           "ReduceLROnPlateau", "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]

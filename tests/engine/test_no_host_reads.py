@@ -106,3 +106,26 @@ def test_training_steps_read_nothing_back_to_the_host(host_read_spy, precision, 
     history = model.fit(**source, validation_data=(x[:32], y[:32]), epochs=2, callbacks=[window], verbose=0)
     assert len(history) == 2 and window.watched_steps == 2 * 5
     assert seen == []
+
+
+def test_live_plot_reads_nothing_back_to_the_host(host_read_spy, tmp_path):
+    # LivePlot draws from the history rows (floats fit already read): the per-step check passes with it on,
+    # and over the whole fit (window forced open) no host read comes from the display modules.
+    window, seen = host_read_spy
+    torch.manual_seed(0)
+    model = kt.Model.wrap(nn.Sequential(nn.Linear(8, 1), nn.Flatten(0)))
+    model.compile("adam", "bce_with_logits", ["accuracy"], device="cpu")
+    x, y = binary_data()
+    live = kt.callbacks.LivePlot(path=tmp_path / "curves.png")
+    model.fit(x, y, batch_size=16, validation_data=(x[:32], y[:32]), epochs=2, callbacks=[window, live], verbose=0)
+    assert window.watched_steps == 2 * 5 and seen == []
+    assert (tmp_path / "curves.png").exists()
+
+    class Always(Callback):
+        def on_train_begin(self, logs=None):
+            window.watching = True
+
+    model.fit(x, y, batch_size=16, validation_data=(x[:32], y[:32]), epochs=2, callbacks=[Always(), live], verbose=0)
+    assert seen, "the open window records the engine's once-per-epoch reads"
+    assert [read for read in seen if ".callbacks.display." in read] == []
+    assert len(live.figure.axes[0].lines[0].get_xdata()) == 4

@@ -1,0 +1,147 @@
+"""LivePlot: the training curves, redrawn at every epoch end, in place in a notebook or into a PNG file."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ...distributed import is_rank_zero
+from ..base import Callback
+from ..monitor import check_monitor, resolve_mode
+from .environment import in_notebook
+from .plots import base_name, draw_history, history_frame, metric_groups, require_matplotlib, select_groups
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+NOWHERE_TO_DRAW = ("LivePlot has nowhere to draw outside a notebook: pass path='curves.png' to write the figure")
+
+
+class LivePlot(Callback):
+    """Redraw the whole history (all fits so far) at every epoch end, into one figure.
+
+    One subplot per metric with its validation curve, the learning rate, and a star
+    on the best epoch of ``monitor`` (see :func:`~kerastorch.callbacks.display.plots.plot_history`).
+    In a Jupyter notebook the figure is one image output updated in place; with
+    ``path`` the PNG file is rewritten atomically at every epoch end (scripts too).
+    Neither: a warning when training begins, and nothing else.
+
+    It reads only the history rows (plain floats ``fit`` has already read back): no
+    tensor read, no host-device sync. Only rank 0 draws under ``torchrun``.
+
+    Args:
+        monitor: the column whose best epoch is starred; default ``val_loss`` when fit has
+            validation data, else ``loss``.
+        mode: "min", "max" or "auto" (as in EarlyStopping).
+        path: a ``.png`` file to write at every epoch end (its folder must exist).
+        metrics: base names to draw, in that order; default all.
+
+    Attributes:
+        figure: the figure of the last draw (None before the first epoch end).
+
+    Example:
+        >>> import os, tempfile
+        >>> live = LivePlot(path=os.path.join(tempfile.mkdtemp(), "curves.png"))
+    """
+
+    def __init__(self, monitor: str | None = None, mode: str = "auto", path: str | os.PathLike | None = None,
+                 metrics: str | Sequence[str] | None = None) -> None:
+        super().__init__()
+        require_matplotlib("LivePlot")
+        resolve_mode("loss" if monitor is None else monitor, mode)  # checks monitor and mode
+        if metrics is not None and not isinstance(metrics, str) and (
+                not isinstance(metrics, Sequence) or not all(isinstance(name, str) for name in metrics)):
+            raise TypeError(f"`metrics` must be a list of metric names. Received: metrics={metrics!r}")
+        self.monitor, self.mode, self.metrics = monitor, mode, metrics
+        self.path = None if path is None else _check_path(path)
+        self.figure: Figure | None = None
+        self._monitor: str | None = None
+        self._notebook = False
+        self._handle: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._handle = None  # a new fit (a new notebook cell) gets a new image output
+        self._notebook = False
+        self._monitor = None
+        if not is_rank_zero():
+            return
+        if self.path is not None:
+            _check_path(self.path)  # the folder may have gone since construction
+        if self.monitor is not None:
+            check_monitor(self.monitor, self)
+        self._check_metrics()
+        self._notebook = in_notebook()
+        if not self._notebook and self.path is None:
+            warnings.warn(NOWHERE_TO_DRAW, UserWarning, stacklevel=2)
+            return
+        self._monitor = self.monitor or ("val_loss" if self.params.get("has_validation") else "loss")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self._monitor is None:
+            return
+        from .figure import png_bytes
+
+        frame = history_frame(self.session.record.history_rows)  # plain floats: History appended this epoch
+        groups = select_groups(metric_groups(list(frame.columns)), self.metrics)
+        # A monitor not logged yet (validation every few epochs) or not drawn: no star this time.
+        monitor = self._monitor if self._monitor in frame.columns and base_name(self._monitor) in groups else None
+        self.figure = draw_history(frame, groups, monitor, self.mode, figure=self.figure)
+        png = png_bytes(self.figure)
+        if self.path is not None:
+            _write_atomically(self.path, png)
+        if self._notebook:
+            self._show(png)
+
+    def _show(self, png: bytes) -> None:
+        from IPython.display import Image, display
+
+        image = Image(data=png, format="png")
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
+
+    def _check_metrics(self) -> None:
+        """Reject, before any epoch, a name in ``metrics`` that neither fit nor the history will have."""
+        keys = self.params.get("log_keys")
+        if self.metrics is None or keys is None or self.params.get("custom_logs"):
+            return
+        rows = self.session.record.history_rows if self.session is not None else []
+        columns = dict.fromkeys([*keys, *(column for row in rows for column in row)])
+        select_groups(metric_groups(list(columns)), self.metrics)
+
+
+def _check_path(path: str | os.PathLike) -> str:
+    """``path`` as a str, or ValueError when it is a folder, is not a .png file or its folder is missing."""
+    target = os.fspath(path)
+    if not isinstance(target, str):
+        raise TypeError(f"`path` must be a file path (str or os.PathLike). Received: path={path!r}")
+    if os.path.isdir(target):
+        raise ValueError(f"`path` must be a PNG file to write, not a folder. Received: path={target!r}. "
+                         f"Pass a file in it, e.g. path={os.path.join(target, 'curves.png')!r}.")
+    if os.path.splitext(target)[1].lower() != ".png":
+        raise ValueError(f"`path` must end in .png (LivePlot writes PNG images). Received: path={target!r}")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise ValueError(f"The folder of `path` does not exist. Received: path={target!r}. Create it first "
+                         f"(os.makedirs({folder!r})) or pass a path in an existing folder.")
+    return target
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, then ``os.replace`` it over ``path``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    temp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    # os.open with 0o666: the file gets the usual permissions (umask applied), as an open(path, "wb") would.
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
+        raise
