@@ -90,11 +90,11 @@ class LRFinderResult:
             >>> axes.get_xscale(), [float(loss) for loss in axes.lines[0].get_ydata()]
             ('log', [2.0, 1.5, 1.0, 0.5, 9.0])
         """
-        try:
-            from matplotlib.figure import Figure
+        try:  # HistoryFigure: a notebook shows it as one image (a bare Figure prints "<Figure size ...>")
+            from ..callbacks.display.figure import HistoryFigure
         except ImportError as error:
             raise ImportError("LRFinderResult.plot needs matplotlib. Install it: pip install matplotlib") from error
-        figure = Figure() if figure is None else figure
+        figure = HistoryFigure() if figure is None else figure
         axes = figure.add_subplot()
         axes.plot(self.lrs, self.losses, alpha=0.35, label="loss")
         axes.plot(self.lrs, self.smoothed, label="smoothed loss")

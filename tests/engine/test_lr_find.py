@@ -328,5 +328,6 @@ def test_the_plot_draws_lrs_against_losses_on_a_log_axis_and_marks_the_suggestio
 
 def test_the_plot_without_matplotlib_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.delitem(sys.modules, "kerastorch.callbacks.display.figure", raising=False)  # imports matplotlib
     with pytest.raises(ImportError, match="pip install matplotlib"):
         LRFinderResult([1.0, 2.0], [1.0, 2.0], [1.0, 2.0], None).plot()
