@@ -36,7 +36,8 @@ def _bar_class(mode: str) -> Any:
 class ProgressBar(Callback):
     """A per-epoch tqdm bar with the running loss and metrics (and bars for evaluate / predict).
 
-    Epoch bars disappear when their epoch ends (the epoch table row replaces them);
+    In a terminal each epoch's bar disappears when the epoch ends (its table row replaces it);
+    in a notebook one widget per fit is reset each epoch and stays, finished, when fit ends.
     ``evaluate`` / ``predict`` bars stay, finished.
 
     Args:
@@ -53,6 +54,7 @@ class ProgressBar(Callback):
         self._done = 0
         self._next_refresh = 0.0
         self._standalone = False
+        self._notebook = False
 
     def _open(self, desc: str, total: int | None, leave: bool) -> None:
         mode = output_mode()
@@ -84,16 +86,29 @@ class ProgressBar(Callback):
                 bar.total = self._done
         bar.close()
 
+    def on_train_begin(self, logs=None):
+        self._notebook = output_mode() == "notebook"
+
     def on_epoch_begin(self, epoch, logs=None):
         base = self.session.epoch_base
-        self._open(f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)}", self.params.get("steps"),
-                   leave=False)
+        desc, steps = f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)}", self.params.get("steps")
+        if self._notebook and self._bar is not None:  # one widget per fit, reset each epoch
+            self._bar.reset(total=steps)
+            self._bar.set_description_str(desc, refresh=False)
+            self._done = 0
+        else:
+            self._open(desc, steps, leave=self._notebook)
 
     def on_train_batch_end(self, batch, logs=None):
         self._advance(self.session.running_logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._close()
+        if self._notebook and self._bar is not None:  # the widget stays, at the epoch's full count
+            self._bar.update(self._done - self._bar.n)
+            train = {k: format_value(k, v) for k, v in (logs or {}).items() if not k.startswith("val_") and k != "lr"}
+            self._bar.set_postfix(train, refresh=True)  # the epoch's own values: floats fit has read
+        else:
+            self._close()
 
     def on_test_begin(self, logs=None):
         if self.params.get("epochs") is None:  # standalone evaluate(); within fit, validation is quick and silent

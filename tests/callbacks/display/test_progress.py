@@ -97,3 +97,14 @@ def test_notebook_with_ipywidgets_gets_the_widget_bar(monkeypatch):
     from tqdm.notebook import tqdm as notebook_tqdm
     monkeypatch.setattr(progress, "has_widgets", lambda: True)
     assert progress._bar_class("notebook") is notebook_tqdm
+
+
+def test_a_notebook_fit_keeps_one_bar_reset_each_epoch_and_finished_at_the_end(bars, monkeypatch):
+    monkeypatch.setattr(progress, "output_mode", lambda: "notebook")
+    opened = []
+    monkeypatch.setattr(progress, "_bar_class", lambda mode: opened.append(mode) or RecordingBar)
+    monkeypatch.setattr("kerastorch.callbacks.display.epoch_table.in_notebook", lambda: False)
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=4, epochs=3)
+    assert opened == ["notebook"]  # one widget for the whole fit
+    assert bars == [("Epoch 3/3", 10, 10)]  # closed once, at its full count: a green bar
