@@ -5,5 +5,7 @@
 * :mod:`.step`: the optimizer step (backward, accumulation, penalty, clipping, scaler, LR);
 * :mod:`.logs`: step logs on the device, epoch logs read once;
 * :mod:`.session`: the per-call :class:`~.session.Session` and the model's :class:`~.session.FitRecord`;
-* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit.
+* :mod:`.signals`: Ctrl-C / SIGTERM handling during fit;
+* :mod:`.guard`: one call at a time per model (which calls may nest, which are refused);
+* :mod:`.resume`: the checkpoint a fit resumes from, checked before any callback runs.
 """

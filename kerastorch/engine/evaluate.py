@@ -11,6 +11,7 @@ from ..checks import require_verbose
 from ..compat.torchkeras import step_function
 from ..data import adapt, batch_size_of, move_to_device, place
 from ..distributed import is_rank_zero
+from .guard import guarded
 from .logs import LogAccumulator, epoch_logs
 from .session import FitRecord, Session
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("evaluate")
 def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: Any, batch_size: int | None,
              verbose: Any, callbacks: Any, sample_weight: Any) -> dict[str, float]:
     """See :meth:`kerastorch.Model.evaluate`."""

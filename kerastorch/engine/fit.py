@@ -11,7 +11,6 @@ read once, at its end.
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,16 +20,17 @@ from torch.utils.data import DataLoader
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
 from ..callbacks.history import History, order_logs
-from ..checkpointing.files import newest_valid, safe_load
+from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
-from ..checkpointing.training_state import restore
 from ..checks import require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..compat.torchkeras import step_function
 from ..compiling import foreign_optimizer_message, known_log_keys
 from ..data import adapt, batch_size_of, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
 from .evaluate import run_test, validation_source
+from .guard import guarded
 from .logs import LogAccumulator, epoch_logs
+from .resume import request_resume, resume
 from .session import FitRecord, Session
 from .signals import raise_for_signal, signal_guard
 from .step import plan_window, sync_context
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("fit")
 def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any, batch_size: int | None,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
@@ -69,7 +70,10 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
-    _request_resume(session, resume_from, trust_checkpoint)
+    session.train_sizes = train_sizes(train_source)
+    for check_params in callback_list.check_params:  # every callback's arguments, before any on_train_begin
+        check_params()
+    request_resume(model, session, resume_from, trust_checkpoint)  # checked before any callback runs
     model.stop_training = False
     was_training, outer_session = model.training, model._session
     model._session = session
@@ -90,7 +94,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
     record = session.record
     callbacks.call("on_train_begin", None)
-    start_epoch = _resume(model, session, initial_epoch)
+    start_epoch = resume(model, session, initial_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = config.ddp is not None and any_rank(steps != broadcast_int(steps, config.device), config.device)
     for epoch in range(start_epoch, session.epochs):
@@ -110,9 +114,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
         _step_epoch_scheduler(config, logs)
         session.logs = logs
-        callbacks.call("on_epoch_end", epoch, logs)
-        for write in callbacks.flush_writes:
-            write()
+        callbacks.end_epoch(epoch, logs)
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
             model.stop_training = any_rank(model.stop_training, config.device)
         if model.stop_training:
@@ -189,37 +191,6 @@ def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) ->
     if verbose == 2:
         return [EpochLine()]
     return [ProgressBar(), EpochTable()]
-
-
-def _request_resume(session: Session, resume_from: Any, trust_checkpoint: bool) -> None:
-    """``resume_from``: a path, or "auto" for the newest valid checkpoint the callbacks wrote."""
-    if resume_from is None:
-        return
-    if resume_from == "auto":
-        candidates = [path for listed in session.callbacks.resume_candidates for path in listed()]
-        path = newest_valid(candidates, trust_checkpoint=trust_checkpoint) if candidates else None
-        if path is not None:
-            session.request_resume(os.fspath(path), trust_checkpoint)
-        return
-    if not os.path.isfile(resume_from):
-        raise FileNotFoundError(f"`resume_from` must be an existing checkpoint file or 'auto'. "
-                                f"Received: resume_from={resume_from!r}")
-    session.request_resume(resume_from, trust_checkpoint)
-
-
-def _resume(model: Any, session: Session, initial_epoch: int) -> int:
-    """Load the requested (or a callback's automatic) checkpoint; return the epoch to start from."""
-    if session.resume_path is None:
-        for auto_resume_path in session.callbacks.auto_resume_path:
-            path = auto_resume_path()
-            if path is not None:
-                session.request_resume(path)
-                break
-    if session.resume_path is None:
-        return initial_epoch
-    path, trust = session.resume_path
-    session.resume_path = None
-    return restore(model, session, safe_load(path, trust_checkpoint=trust), path)
 
 
 def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:

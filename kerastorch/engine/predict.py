@@ -10,12 +10,14 @@ from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
 from ..data import adapt, move_to_device, tree_map
 from ..distributed import is_rank_zero
+from .guard import guarded
 from .session import FitRecord, Session
 
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("predict")
 def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any, batch_size: int | None,
             verbose: Any, callbacks: Any, device: torch.device) -> Any:
     """See :meth:`kerastorch.Model.predict` (works before ``compile``: ``config`` may be None)."""
