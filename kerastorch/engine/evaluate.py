@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
@@ -44,7 +45,10 @@ def validation_source(validation_data: Any, batch_size: int | None, config: Comp
                              f"a Dataset or a DataLoader. Received a tuple of length {len(validation_data)}.")
         source = adapt(*validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
     else:
-        source = adapt(validation_data, batch_size=batch_size, shuffle=False, arg="validation_data")
+        # fit's batch_size batches in-memory data; a DataLoader given as validation_data batches itself.
+        own_batches = isinstance(validation_data, DataLoader)
+        source = adapt(validation_data, batch_size=None if own_batches else batch_size, shuffle=False,
+                       arg="validation_data")
     return place(source, config.device, config.data_on_device, seed)
 
 
