@@ -35,7 +35,8 @@ def _unknown_key(key: str, where: str, available: list[str], has_validation: Any
     if key.startswith("val_") and has_validation is False:
         return ValueError(f"{where} uses {{{key}}}, but fit has no validation data, so no val_* value is logged. "
                           f"Pass validation_data= or validation_split=, or use one of: {choices}.")
-    close = difflib.get_close_matches(key, ["epoch", *available], n=1)
+    close = difflib.get_close_matches(key, ["epoch", *available], n=1) or \
+        [name for name in available if name.startswith(key)][:1]  # Keras's "acc" for "accuracy"
     hint = f" Did you mean {{{close[0]}}}?" if close else ""
     return ValueError(f"{where} uses {{{key}}}, which fit will not log.{hint} Available: {choices}.")
 
