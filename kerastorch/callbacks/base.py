@@ -214,24 +214,18 @@ class CallbackList:
         for method in getattr(self, hook):
             method(*args)
 
-    def end_epoch(self, epoch: int, logs: dict[str, Any]) -> None:
-        """``on_epoch_end``, then the checkpoint writes it decided (``flush_writes``).
+    def flush_after_error(self) -> None:
+        """Run the pending checkpoint writes (``flush_writes``) while a hook's exception propagates.
 
-        The writes run even when a hook raises; its exception then propagates unchanged
-        (a write failing meanwhile becomes a RuntimeWarning).
+        fit calls it when an ``on_epoch_end`` raises, so the writes already decided for the epoch
+        happen; a write failing meanwhile becomes a RuntimeWarning (the hook's exception is raised).
         """
-        try:
-            self.call("on_epoch_end", epoch, logs)
-        except BaseException:
-            for write in self.flush_writes:
-                try:
-                    write()
-                except Exception as write_error:  # the hook's exception is the one to raise
-                    warnings.warn(f"A checkpoint decided in on_epoch_end could not be written while a callback's "
-                                  f"exception propagated: {write_error!r}", RuntimeWarning, stacklevel=2)
-            raise
         for write in self.flush_writes:
-            write()
+            try:
+                write()
+            except Exception as write_error:  # the hook's exception is the one to raise
+                warnings.warn(f"A checkpoint decided in on_epoch_end could not be written while a callback's "
+                              f"exception propagated: {write_error!r}", RuntimeWarning, stacklevel=2)
 
     def find(self, kind: type) -> list[Callback]:
         """Callbacks that are instances of ``kind``."""

@@ -114,7 +114,13 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
         _step_epoch_scheduler(config, logs)
         session.logs = logs
-        callbacks.end_epoch(epoch, logs)
+        try:
+            callbacks.call("on_epoch_end", epoch, logs)
+        except BaseException:
+            callbacks.flush_after_error()  # the writes decided before the hook raised, then its exception
+            raise
+        for write in callbacks.flush_writes:
+            write()
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
             model.stop_training = any_rank(model.stop_training, config.device)
         if model.stop_training:
