@@ -17,8 +17,8 @@ from torch import nn
 
 from . import compiling
 from .callbacks.base import Callback
-from .checkpointing.files import atomic_save, safe_load
-from .checkpointing.training_state import capture, weights_of
+from .checkpointing import atomic_save, compatibility
+from .checkpointing.training_state import capture
 from .checks import compiled, reject_unknown_arguments, require_compiled
 from .compat import torchkeras
 from .data import unpack_batch
@@ -305,6 +305,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
 
         Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
         the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
+        A fit while a call runs, or any call from another thread, raises RuntimeError; callbacks may evaluate/predict.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
@@ -368,17 +369,18 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
         """Write the plain state_dict (no wrapper prefixes) atomically; loadable in bare PyTorch."""
         atomic_save(strip_prefixes(unwrap(self).state_dict()), path)
 
-    def load_weights(self, path: str | os.PathLike, strict: bool = True, trust_checkpoint: bool = False) -> None:
-        """Load weights from a weights file or a training checkpoint (weights-only; torchkeras ``net.*`` keys too).
+    def load_weights(self, path: str | os.PathLike, strict: bool = True, trust_checkpoint: bool = False) -> Any:
+        """Load weights (weights file or training checkpoint; torchkeras ``net.*`` keys too), checking them first.
+
+        A key or shape mismatch raises ``CheckpointMismatchError`` (a ValueError) and loads nothing; ``strict=False``
+        skips missing/unexpected keys with a warning. Returns torch's incompatible-keys result.
 
         Example:
-            >>> net = Model.wrap(nn.Linear(2, 1))
-            >>> import tempfile, os; p = os.path.join(tempfile.mkdtemp(), "w.pt")
-            >>> net.save_weights(p); net.load_weights(p)
+            >>> net = Model.wrap(nn.Linear(2, 1)); import tempfile, os; p = os.path.join(tempfile.mkdtemp(), "w.pt")
+            >>> net.save_weights(p); net.load_weights(p).missing_keys
+            []
         """
-        loaded = safe_load(path, map_location=self.device, trust_checkpoint=trust_checkpoint)
-        network = unwrap(self)
-        network.load_state_dict(weights_of(loaded, os.fspath(path), network.state_dict().keys()), strict=strict)
+        return compatibility.load_weights(self, path, strict=strict, trust_checkpoint=trust_checkpoint)
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
                 **kwargs: Any) -> SummaryText:

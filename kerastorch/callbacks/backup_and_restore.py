@@ -8,6 +8,7 @@ from ..checkpointing import training_state
 from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files, newest_valid
 from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..distributed import is_rank_zero
+from .arguments import require_folder
 from .base import Callback
 
 BACKUP_NAME = "backup.pt"
@@ -46,7 +47,11 @@ class BackupAndRestore(Callback):
         self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
         self._pending: bool | None = None  # mid_epoch of the backup decided this hook
 
+    def check_params(self) -> None:
+        require_folder(self.backup_dir, self, "backup_dir")
+
     def on_train_begin(self, logs=None):
+        self._pending = None  # nothing decided by an earlier fit is written by this one
         if is_rank_zero():
             check_writable(self.backup_dir)
             cleanup_temp_files(self.backup_dir)

@@ -13,6 +13,8 @@ Besides the hooks, a callback may declare optional *capabilities*; each has a
 default on :class:`Callback`, and the engine calls the overridden ones directly
 (the tables in :class:`CallbackList` are built once per call):
 
+* :meth:`Callback.check_params`: check the arguments against fit's ``params``, on every
+  callback before the first ``on_train_begin`` (so a bad one fails before any file is opened);
 * ``inactive_hooks``: overridden hooks not needed with the current arguments
   (e.g. a per-batch hook of a saver with ``save_freq="epoch"``), left out of the
   hot loop;
@@ -27,6 +29,7 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -96,6 +99,9 @@ class Callback:
     def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
 
     # Capabilities (see the module docstring): the engine calls the overridden ones.
+    def check_params(self) -> None:
+        """Raise for arguments that cannot work in this fit (``self.params`` is set); before any ``on_train_begin``."""
+
     def flush_writes(self) -> None:
         """Write the checkpoints decided in the hook just run (after every callback ran it)."""
 
@@ -110,7 +116,7 @@ class Callback:
         return []
 
     def auto_resume_path(self) -> str | None:
-        """A checkpoint to continue from when ``fit`` was given no ``resume_from`` (after on_train_begin)."""
+        """A checkpoint to continue from when ``fit`` got no ``resume_from`` (asked before on_train_begin)."""
         return None
 
     # Checkpointable callbacks (EarlyStopping, ...) override these two.
@@ -125,7 +131,7 @@ class Callback:
 _Methods = tuple[Callable[..., Any], ...]
 
 #: The capabilities the engine calls on the callbacks that override them.
-CAPABILITIES: tuple[str, ...] = ("flush_writes", "save_interrupt_checkpoint", "on_exception",
+CAPABILITIES: tuple[str, ...] = ("check_params", "flush_writes", "save_interrupt_checkpoint", "on_exception",
                                  "resume_candidates", "auto_resume_path")
 
 
@@ -167,6 +173,7 @@ class CallbackList:
     on_predict_end: _Methods
     on_predict_batch_begin: _Methods
     on_predict_batch_end: _Methods
+    check_params: _Methods
     flush_writes: _Methods
     save_interrupt_checkpoint: _Methods
     on_exception: _Methods
@@ -211,6 +218,19 @@ class CallbackList:
         """Call ``hook`` on every callback that overrides it, in list order."""
         for method in getattr(self, hook):
             method(*args)
+
+    def flush_after_error(self) -> None:
+        """Run the pending checkpoint writes (``flush_writes``) while a hook's exception propagates.
+
+        fit calls it when an ``on_epoch_end`` raises, so the writes already decided for the epoch
+        happen; a write failing meanwhile becomes a RuntimeWarning (the hook's exception is raised).
+        """
+        for write in self.flush_writes:
+            try:
+                write()
+            except Exception as write_error:  # the hook's exception is the one to raise
+                warnings.warn(f"A checkpoint decided in on_epoch_end could not be written while a callback's "
+                              f"exception propagated: {write_error!r}", RuntimeWarning, stacklevel=2)
 
     def find(self, kind: type) -> list[Callback]:
         """Callbacks that are instances of ``kind``."""

@@ -6,6 +6,7 @@ import os
 from typing import Any, TextIO
 
 from ..distributed import is_rank_zero
+from .arguments import require_file, require_parent_folder
 from .base import Callback
 from .history import order_logs as history_order
 
@@ -37,6 +38,9 @@ class CSVLogger(Callback):
 
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
         super().__init__()
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError("`separator` must be a single character, e.g. ',' or ';'. "
+                             f"Received: separator={separator!r}")
         self.filename = os.fspath(filename)
         self.sep = separator
         self.append = append
@@ -44,16 +48,35 @@ class CSVLogger(Callback):
         self._file: TextIO | None = None
         self._writer: Any = None
 
+    def check_params(self) -> None:
+        """Before training: ``filename`` names a file; with ``append``, its header has every logged column."""
+        require_file(self.filename, self, "filename", "training.csv")
+        require_parent_folder(self.filename, self, "filename")
+        header = self._existing_header() if self.append else None
+        log_keys = self.params.get("log_keys")
+        if header is None or log_keys is None or self.params.get("custom_logs"):
+            return
+        unknown = [key for key in history_order(dict.fromkeys(log_keys, 0.0)) if key not in header]
+        if unknown:
+            raise ValueError(f"CSVLogger(append=True): {self.filename!r} has the columns {['epoch', *header]}, which "
+                             f"lack the {unknown} this fit logs. Write to a new file or use append=False.")
+
+    def _existing_header(self) -> list[str] | None:
+        """The columns after ``epoch`` of an existing non-empty file written by a CSVLogger, else None."""
+        if not os.path.isfile(self.filename) or os.path.getsize(self.filename) == 0:
+            return None
+        with open(self.filename, newline="") as existing:
+            header = next(csv.reader(existing, delimiter=self.sep), None)
+        return header[1:] if header and header[0] == "epoch" else None
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.on_train_end()  # a previous fit that raised may have left the file open
         if not is_rank_zero():
             return
         self.keys = None
+        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
         if self.append and os.path.isfile(self.filename) and os.path.getsize(self.filename) > 0:
-            with open(self.filename, newline="") as existing:
-                header = next(csv.reader(existing, delimiter=self.sep), None)
-            if header and header[0] == "epoch":
-                self.keys = header[1:]
+            self.keys = self._existing_header()
             self._file = open(self.filename, "a", newline="")  # noqa: SIM115 (closed in on_train_end)
         else:
             self._file = open(self.filename, "w", newline="")  # noqa: SIM115 (closed in on_train_end)

@@ -10,6 +10,7 @@ from ..checkpointing import training_state
 from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files
 from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..distributed import is_rank_zero, strip_prefixes, unwrap
+from .arguments import check_template, filled, require_file, require_parent_folder
 from .base import Callback
 from .monitor import check_monitor, is_better, resolve_mode
 
@@ -52,9 +53,28 @@ class ModelCheckpoint(Callback):
         self.best: float | None = None
         self._pending: list[tuple[str, bool]] = []  # (path, mid_epoch) decided this hook
 
-    def on_train_begin(self, logs=None):
+    def check_params(self) -> None:
+        """Before training: ``filepath`` names a file, its fields will be logged, ``save_best_only`` can save."""
+        require_file(self.filepath, self, "filepath", "epoch{epoch:02d}.pt")
+        if self.schedule.per_epoch:
+            check_template(self.filepath, self, "filepath")
+        else:
+            check_template(self.filepath, self, "filepath", keys=(), reason=(
+                f"but save_freq={self.schedule.save_freq} saves in the middle of epochs, where only {{epoch}} is "
+                "known. Use only {epoch} in the name, or save_freq='epoch'."))
+            if self.save_best_only:
+                raise ValueError(
+                    f"ModelCheckpoint(save_best_only=True) compares the epoch's {self.monitor!r}, but save_freq="
+                    f"{self.schedule.save_freq} saves in the middle of epochs, where no epoch value exists: nothing "
+                    "would ever be saved. Use save_freq='epoch' with save_best_only=True.")
         if self.save_best_only:
             check_monitor(self.monitor, self)
+        require_file(filled(self.filepath, self.params.get("log_keys") or ()), self, "filepath",
+                     "epoch{epoch:02d}.pt")
+        require_parent_folder(self.filepath, self, "filepath")
+
+    def on_train_begin(self, logs=None):
+        self._pending = []  # nothing decided by an earlier fit is written by this one
         if is_rank_zero():
             check_writable(self.directory)
             cleanup_temp_files(self.directory)
@@ -90,7 +110,7 @@ class ModelCheckpoint(Callback):
     def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
         try:
             return self.filepath.format(epoch=epoch + 1, **logs)
-        except KeyError as err:
+        except KeyError as err:  # only with a custom step or loss: other keys are checked before training
             raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} uses {err}, which is not logged. "
                            f"Available: epoch, {', '.join(sorted(logs))}") from None
 

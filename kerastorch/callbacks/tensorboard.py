@@ -10,6 +10,7 @@ import torch
 from ..checks import require_non_negative_int, require_positive_int_or_epoch
 from ..distributed import is_rank_zero
 from ..readback import read_scalars
+from .arguments import require_folder
 from .base import Callback
 
 MISSING_PACKAGE = ("TensorBoard callback needs the `tensorboard` package: "
@@ -88,6 +89,9 @@ class TensorBoard(Callback):
         if writer is None:
             writer = self._writers[name] = self._writer_class(log_dir=os.path.join(self.log_dir, name))
         return writer
+
+    def check_params(self) -> None:
+        require_folder(self.log_dir, self, "log_dir")
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._close()  # a previous fit that raised may have left writers open

@@ -4,7 +4,8 @@
 * :mod:`.rng`: capture and restore every RNG state;
 * :mod:`.training_state`: a whole training run as a checkpoint dict, and back;
 * :mod:`.replay`: exact mid-epoch resume (the interrupted epoch's batch order);
-* :mod:`.policy`: when checkpoint callbacks save, and what they refuse to save.
+* :mod:`.policy`: when checkpoint callbacks save, and what they refuse to save;
+* :mod:`.compatibility`: a file checked against the model before anything is loaded.
 """
 from .files import CheckpointError, atomic_save, check_writable, cleanup_temp_files, newest_valid, safe_load
 from .rng import capture_rng_state, restore_rng_state

@@ -4,12 +4,14 @@ A training checkpoint holds everything needed to continue bit-identically:
 the unwrapped model state_dict (no ``module.`` / ``_orig_mod.`` prefixes),
 optimizer, lr scheduler and AMP scaler states, epoch / batch / global step,
 history rows, callback states, all RNG states (Python, numpy, torch CPU and
-CUDA, the shuffling generator) and library versions. Every entry loads with
+CUDA, the shuffling generator) and library versions, and the optimizer's and
+scheduler's class names (checked on resume). Every entry loads with
 ``torch.load(weights_only=True)``.
 
 Mid-epoch checkpoints also hold the RNG and shuffling-generator states from the
 start of the epoch (to redraw the same batch order and skip the batches
-already trained) and the epoch's partial logs and metric states.
+already trained), the batch size and sample count those batches were counted
+in, and the epoch's partial logs and metric states.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
     checkpoint = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
         "model": strip_prefixes(unwrap(model).state_dict()),
-        "optimizer": config.optimizer.state_dict(),
+        "optimizer": config.optimizer.state_dict(), "optimizer_type": type(config.optimizer).__name__,
         "lr_scheduler": config.lr_scheduler.state_dict() if config.lr_scheduler is not None else None,
+        "lr_scheduler_type": type(config.lr_scheduler).__name__ if config.lr_scheduler is not None else None,
         "scaler": config.precision.scaler.state_dict(),
         "global_step": record.global_step,
         "history": [dict(row) for row in record.history_rows],
@@ -78,6 +81,9 @@ def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
             "partial_logs": session.accumulator.state_dict(),
             "metrics": {name: m.state_dict() for name, m in config.metrics.items()},
         })
+        # What the batches to skip on resume were counted in (checked by compatibility.check_replay_data).
+        batch_size, num_samples = getattr(session, "train_sizes", None) or (None, None)
+        checkpoint.update({"batch_size": batch_size, "num_samples": num_samples})
     else:
         checkpoint.update({"epoch": record.epoch + 1, "batch": 0})
     return checkpoint
@@ -116,17 +122,23 @@ def _match_net_prefix(state: dict[str, Any], expected: Collection[str] | None) -
     return prefixed if set(prefixed) == wanted else state
 
 
+def require_training_checkpoint(checkpoint: Any, source: str) -> None:
+    """Raise CheckpointError unless ``checkpoint`` is a training checkpoint (a weights file cannot resume)."""
+    if not is_training_checkpoint(checkpoint):
+        raise CheckpointError(f"{source!r} is a weights-only file: it cannot resume training "
+                              "(no optimizer state). Load it with model.load_weights(), or save "
+                              "resumable checkpoints with ModelCheckpoint(save_weights_only=False).")
+
+
 def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -> int:
     """Load a training checkpoint into ``model`` and ``session``; return the epoch to start from.
 
     At an epoch boundary the RNG states are restored now; a mid-epoch
     checkpoint leaves them in ``session.replay`` for the next epoch's start
-    (see :mod:`kerastorch.checkpointing.replay`).
+    (see :mod:`kerastorch.checkpointing.replay`). The caller checks the checkpoint first
+    (:func:`kerastorch.checkpointing.compatibility.check_resumable`), so nothing is half-applied.
     """
-    if not is_training_checkpoint(checkpoint):
-        raise CheckpointError(f"{source!r} is a weights-only file: it cannot resume training "
-                              "(no optimizer state). Load it with model.load_weights(), or save "
-                              "resumable checkpoints with ModelCheckpoint(save_weights_only=False).")
+    require_training_checkpoint(checkpoint, source)
     config, record = session.config, session.record
     unwrap(model).load_state_dict(checkpoint["model"])
     config.optimizer.load_state_dict(checkpoint["optimizer"])

@@ -9,4 +9,6 @@
 * :mod:`.lr_find`: the learning-rate range test behind ``Model.lr_find``;
 * :mod:`.snapshot`: the restore point that leaves a model exactly as it was after ``lr_find``.
 * :mod:`.guards`: once-per-call guards (steps per epoch, BatchNorm's last batch) and failing batches named.
+* :mod:`.reentry`: one call at a time per model (which calls may nest, which are refused);
+* :mod:`.resume`: the checkpoint a fit resumes from, checked before any callback runs.
 """

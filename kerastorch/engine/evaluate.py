@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
@@ -13,12 +14,14 @@ from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, 
 from ..distributed import is_rank_zero
 from .guards import raise_batch_error
 from .logs import LogAccumulator, epoch_logs
+from .reentry import guarded
 from .session import FitRecord, Session
 
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("evaluate")
 def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: Any, batch_size: int | None,
              verbose: Any, callbacks: Any, sample_weight: Any) -> dict[str, float]:
     """See :meth:`kerastorch.Model.evaluate`."""
@@ -51,8 +54,10 @@ def validation_source(validation_data: Any, batch_size: int | None, config: Comp
         source = adapt(*validation_data, batch_size=batch_size, shuffle=False, arg="validation_data",
                        float_dtype=float_dtype)
     else:
-        source = adapt(validation_data, batch_size=batch_size, shuffle=False, arg="validation_data",
-                       float_dtype=float_dtype)
+        # fit's batch_size batches in-memory data; a DataLoader given as validation_data batches itself.
+        own_batches = isinstance(validation_data, DataLoader)
+        source = adapt(validation_data, batch_size=None if own_batches else batch_size, shuffle=False,
+                       arg="validation_data", float_dtype=float_dtype)
     return place(source, config.device, config.data_on_device, seed)
 
 

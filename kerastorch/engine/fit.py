@@ -23,9 +23,8 @@ from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
 from ..callbacks.display.environment import in_notebook, output_mode
 from ..callbacks.history import History, order_logs
-from ..checkpointing.files import newest_valid, safe_load
+from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
-from ..checkpointing.training_state import restore
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..compat.torchkeras import step_function
 from ..compiling import foreign_optimizer_message, known_log_keys
@@ -41,6 +40,8 @@ from .guards import (
     stop_for_exhausted_data,
 )
 from .logs import LogAccumulator, epoch_logs
+from .reentry import guarded
+from .resume import request_resume, resume
 from .session import FitRecord, Session
 from .signals import raise_for_signal, signal_guard
 from .step import plan_window, sync_context
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("fit")
 def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any, batch_size: int | None,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
@@ -86,7 +88,10 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
     session = Session(config, record, callback_list, epochs)
     session.steps_capped = capped
-    _request_resume(session, resume_from, trust_checkpoint)
+    session.train_sizes = train_sizes(train_source)
+    for check_params in callback_list.check_params:  # every callback's arguments, before any on_train_begin
+        check_params()
+    request_resume(model, session, resume_from, trust_checkpoint)  # checked before any callback runs
     prepare_checks(config)
     model.stop_training = False
     was_training, outer_session = model.training, model._session
@@ -114,7 +119,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
     record = session.record
     callbacks.call("on_train_begin", None)
-    start_epoch = _resume(model, session, initial_epoch)
+    start_epoch = resume(model, session, initial_epoch)
     session.epoch_base = _epoch_base(record, start_epoch)
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = config.ddp is not None and any_rank(steps != broadcast_int(cast(int, steps), config.device), config.device)
@@ -137,7 +142,11 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
         _step_epoch_scheduler(config, logs)
         session.logs = logs
-        callbacks.call("on_epoch_end", epoch, logs)
+        try:
+            callbacks.call("on_epoch_end", epoch, logs)
+        except BaseException:
+            callbacks.flush_after_error()  # the writes decided before the hook raised, then its exception
+            raise
         for write in callbacks.flush_writes:
             write()
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
@@ -245,37 +254,6 @@ def live_plot_for(plot: Any, verbose: Any) -> list:
     if isinstance(plot, (str, os.PathLike)):
         return [LivePlot(path=plot)]
     raise TypeError(f"`plot` must be 'auto', True, False or a PNG path. Received: plot={plot!r}")
-
-
-def _request_resume(session: Session, resume_from: Any, trust_checkpoint: bool) -> None:
-    """``resume_from``: a path, or "auto" for the newest valid checkpoint the callbacks wrote."""
-    if resume_from is None:
-        return
-    if resume_from == "auto":
-        candidates = [path for listed in session.callbacks.resume_candidates for path in listed()]
-        path = newest_valid(candidates, trust_checkpoint=trust_checkpoint) if candidates else None
-        if path is not None:
-            session.request_resume(os.fspath(path), trust_checkpoint)
-        return
-    if not os.path.isfile(resume_from):
-        raise FileNotFoundError(f"`resume_from` must be an existing checkpoint file or 'auto'. "
-                                f"Received: resume_from={resume_from!r}")
-    session.request_resume(resume_from, trust_checkpoint)
-
-
-def _resume(model: Any, session: Session, initial_epoch: int) -> int:
-    """Load the requested (or a callback's automatic) checkpoint; return the epoch to start from."""
-    if session.resume_path is None:
-        for auto_resume_path in session.callbacks.auto_resume_path:
-            path = auto_resume_path()
-            if path is not None:
-                session.request_resume(path)
-                break
-    if session.resume_path is None:
-        return initial_epoch
-    path, trust = session.resume_path
-    session.resume_path = None
-    return restore(model, session, safe_load(path, trust_checkpoint=trust), path)
 
 
 def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:

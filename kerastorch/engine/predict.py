@@ -11,12 +11,14 @@ from ..checks import require_verbose
 from ..data import adapt, floating_dtype, move_to_device, source_length, tree_map
 from ..distributed import is_rank_zero
 from .guards import raise_batch_error
+from .reentry import guarded
 from .session import FitRecord, Session
 
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+@guarded("predict")
 def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any, batch_size: int | None,
             verbose: Any, callbacks: Any, device: torch.device) -> Any:
     """See :meth:`kerastorch.Model.predict` (works before ``compile``: ``config`` may be None)."""

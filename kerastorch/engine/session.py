@@ -57,6 +57,8 @@ class Session:
         update_now: True when this batch ends an accumulation window (the optimizer steps).
         pending_signal: "SIGINT" / "SIGTERM" received during the epoch, else None.
         resume_path: ``(path, trust_checkpoint)`` to resume from once ``on_train_begin`` has run.
+        resume_loaded: ``(path, checkpoint)`` chosen, loaded and checked before ``on_train_begin``.
+        train_sizes: ``(batch_size, samples)`` of fit's training data (saved in mid-epoch checkpoints).
         replay: what a mid-epoch resume replays at the next epoch start, else None.
         epoch_start_rng, epoch_start_generator: RNG states at the running epoch's start
             (saved in mid-epoch checkpoints so the same batch order is redrawn).
@@ -84,6 +86,8 @@ class Session:
         self.update_now = True
         self.pending_signal: str | None = None
         self.resume_path: tuple[str, bool] | None = None
+        self.resume_loaded: tuple[str, dict[str, Any]] | None = None
+        self.train_sizes: tuple[int | None, int | None] | None = None
         self.replay: dict[str, Any] | None = None
         self.epoch_start_rng: dict[str, Any] | None = None
         self.epoch_start_generator: torch.Tensor | None = None

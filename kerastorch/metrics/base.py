@@ -54,7 +54,10 @@ class Metric:
     def _state(self, name: str, like: torch.Tensor, size: int = 1) -> torch.Tensor:
         state = self._states.get(name)
         if state is None or state.numel() != size:
-            state = torch.zeros(size if size > 1 else (), dtype=acc_dtype(like.device), device=like.device)
+            # A normal tensor even when first made in evaluate's inference mode: the next fit's
+            # reset() and in-place updates run outside it (an inference tensor would refuse them).
+            with torch.inference_mode(False):
+                state = torch.zeros(size if size > 1 else (), dtype=acc_dtype(like.device), device=like.device)
             self._states[name] = state
         return state
 

@@ -81,7 +81,7 @@ def test_bad_save_freq_and_unknown_template_field(tmp_path):
     with pytest.raises(ValueError, match="`save_freq` must be 'epoch' or a positive integer"):
         ModelCheckpoint(tmp_path / "a.pt", save_freq=0)
     x, y = data()
-    with pytest.raises(KeyError, match="uses 'val_acc', which is not logged"):
+    with pytest.raises(ValueError, match=r"uses \{val_acc\}, but fit has no validation data"):  # before training
         model().fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "{val_acc}.pt"))])
 
 
