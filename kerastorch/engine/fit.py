@@ -188,7 +188,7 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None) ->
             else:
                 logs = train_step(batch)
         except Exception as err:
-            raise_batch_error(err, batch, model, "training", index, record.epoch)
+            raise_batch_error(err, batch, model, "training", index, session.epoch_base + record.epoch)
         accumulator.add(index, logs, batch_size_of(batch))
         record.global_step += 1
         for hook in batch_end:

@@ -219,7 +219,7 @@ def test_integer_inputs_into_float_layers_say_cast():
     model.fit(X, Y, batch_size=6, verbose=0)
     before = snapshot(model)
     with pytest.raises(TypeError, match=r"The model's layers compute in torch.float32, but the input is "
-                                        r"torch.int64.*x.float\(\).*while running training batch 0 of epoch 1: "
+                                        r"torch.int64.*x.float\(\).*while running training batch 0 of epoch 2: "
                                         r"x int64 \(6, 4\), y float32 \(6, 1\)"):
         model.fit(X.long(), Y, batch_size=6, verbose=0)
     assert_unchanged(model, before)
