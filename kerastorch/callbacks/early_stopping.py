@@ -74,8 +74,10 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
 
+    def check_params(self) -> None:
+        check_monitor(self.monitor, self)  # before any callback's on_train_begin opens a file
+
     def on_train_begin(self, logs: dict | None = None) -> None:
-        check_monitor(self.monitor, self)
         self._reset()  # a resumed fit then loads the saved counters (after on_train_begin)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

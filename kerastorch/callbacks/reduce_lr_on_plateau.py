@@ -67,8 +67,10 @@ class ReduceLROnPlateau(Callback):
         self.wait = 0
         self.cooldown_counter = 0
 
+    def check_params(self) -> None:
+        check_monitor(self.monitor, self)  # before any callback's on_train_begin opens a file
+
     def on_train_begin(self, logs: dict | None = None) -> None:
-        check_monitor(self.monitor, self)
         if self.session is not None and self.session.config.lr_scheduler is not None:
             warnings.warn("ReduceLROnPlateau and the compiled `lr_scheduler` both change the learning "
                           "rate; their effects combine.", RuntimeWarning, stacklevel=2)

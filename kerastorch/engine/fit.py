@@ -89,6 +89,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     session = Session(config, record, callback_list, epochs)
     session.steps_capped = capped
     session.train_sizes = train_sizes(train_source)
+    callback_list.set_session(session)
     for check_params in callback_list.check_params:  # every callback's arguments, before any on_train_begin
         check_params()
     request_resume(model, session, resume_from, trust_checkpoint)  # checked before any callback runs
@@ -96,7 +97,6 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     model.stop_training = False
     was_training, outer_session = model.training, model._session
     model._session = session
-    callback_list.set_session(session)
     remove_guard = guard_batchnorm(model, train_source, capped)
     try:
         with signal_guard(session):

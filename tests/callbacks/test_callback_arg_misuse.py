@@ -9,7 +9,14 @@ import re
 import pytest
 import torch
 
-from kerastorch.callbacks import BackupAndRestore, CSVLogger, ModelCheckpoint
+from kerastorch.callbacks import (
+    BackupAndRestore,
+    CSVLogger,
+    EarlyStopping,
+    LivePlot,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+)
 from misuse_support import assert_unchanged, snapshot
 from support import TinyNet
 
@@ -205,3 +212,12 @@ def test_fields_a_custom_step_may_log_are_not_refused(tmp_path):
     x, y = data()
     net.fit(x, y, verbose=0, callbacks=[ModelCheckpoint(tmp_path / "w-{l1:.1f}.pt")])
     assert os.listdir(tmp_path) == ["w-1.5.pt"]
+
+
+# ---------------------------------------------------------------- monitors, before any file is opened
+@pytest.mark.parametrize("make", [lambda: EarlyStopping(monitor="val_acc"),
+                                  lambda: ReduceLROnPlateau(monitor="val_acc"),
+                                  lambda: LivePlot(monitor="val_acc", path="curves.png")])
+def test_a_monitor_fit_will_not_log_is_refused_before_the_csv_is_opened(model, folder, make, monkeypatch):
+    monkeypatch.chdir(folder)
+    refused(model, folder, make(), ValueError, r"monitor.*'val_acc'")

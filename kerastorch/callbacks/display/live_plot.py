@@ -62,10 +62,7 @@ class LivePlot(Callback):
         self._notebook = False
         self._handle: Any = None
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._handle = None  # a new fit (a new notebook cell) gets a new image output
-        self._notebook = False
-        self._monitor = None
+    def check_params(self) -> None:
         if not is_rank_zero():
             return
         if self.path is not None:
@@ -73,6 +70,13 @@ class LivePlot(Callback):
         if self.monitor is not None:
             check_monitor(self.monitor, self)
         self._check_metrics()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._handle = None  # a new fit (a new notebook cell) gets a new image output
+        self._notebook = False
+        self._monitor = None
+        if not is_rank_zero():
+            return
         self._notebook = in_notebook()
         if not self._notebook and self.path is None:
             warnings.warn(NOWHERE_TO_DRAW, UserWarning, stacklevel=2)
