@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ NOWHERE_TO_DRAW = ("LivePlot has nowhere to draw outside a notebook: pass path='
 
 
 class LivePlot(Callback):
-    """Redraw the whole history (all fits so far) at every epoch end, into one figure.
+    """Redraw the whole history (all fits so far) at epoch ends, into one figure.
 
     One subplot per metric with its validation curve, the learning rate, and a star
     on the best epoch of ``monitor`` (see :func:`~kerastorch.callbacks.display.plots.plot_history`).
@@ -38,6 +39,9 @@ class LivePlot(Callback):
         mode: "min", "max" or "auto" (as in EarlyStopping).
         path: a ``.png`` file to write at every epoch end (its folder must exist).
         metrics: base names to draw, in that order; default all.
+        max_overhead: the largest share of training time spent drawing: after a draw that took
+            ``t`` seconds, epochs ending within ``t / max_overhead`` seconds are not drawn (the
+            last epoch always is). None draws every epoch.
 
     Attributes:
         figure: the figure of the last draw (None before the first epoch end).
@@ -48,9 +52,14 @@ class LivePlot(Callback):
     """
 
     def __init__(self, monitor: str | None = None, mode: str = "auto", path: str | os.PathLike | None = None,
-                 metrics: str | Sequence[str] | None = None) -> None:
+                 metrics: str | Sequence[str] | None = None, max_overhead: float | None = 0.1) -> None:
         super().__init__()
         require_matplotlib("LivePlot")
+        if max_overhead is not None and not (isinstance(max_overhead, (int, float)) and 0 < max_overhead <= 1):
+            raise ValueError(f"`max_overhead` must be a fraction in (0, 1] or None (draw every epoch). "
+                             f"Received: max_overhead={max_overhead!r}")
+        self.max_overhead = max_overhead
+        self._next_draw, self._pending = 0.0, False
         resolve_mode("loss" if monitor is None else monitor, mode)  # checks monitor and mode
         if metrics is not None and not isinstance(metrics, str) and (
                 not isinstance(metrics, Sequence) or not all(isinstance(name, str) for name in metrics)):
@@ -73,6 +82,7 @@ class LivePlot(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._handle = None  # a new fit (a new notebook cell) gets a new image output
+        self._next_draw, self._pending = 0.0, False
         self._notebook = False
         self._monitor = None
         if not is_rank_zero():
@@ -86,6 +96,20 @@ class LivePlot(Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self._monitor is None:
             return
+        now = time.perf_counter()
+        if self.max_overhead is not None and now < self._next_draw:
+            self._pending = True  # drawn at a later epoch end, or when training ends
+            return
+        self._draw()
+        if self.max_overhead is not None:  # the next draw waits until this one is max_overhead of the time
+            self._next_draw = now + (time.perf_counter() - now) / self.max_overhead
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._pending and self._monitor is not None:
+            self._draw()  # the last epochs are always shown
+
+    def _draw(self) -> None:
+        self._pending = False
         from .figure import png_bytes
 
         frame = history_frame(self.session.record.history_rows)  # plain floats: History appended this epoch

@@ -4,6 +4,7 @@ import os
 import re
 import sys
 import warnings
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -54,7 +55,7 @@ def curves(figure):
 
 def test_a_fit_writes_the_png_every_epoch_and_draws_the_history_exactly(tmp_path):
     net, (x, y), path = model(), data(), tmp_path / "curves.png"
-    live, watcher = LivePlot(path=path), FileWatcher(path)
+    live, watcher = LivePlot(path=path, max_overhead=None), FileWatcher(path)
     history = net.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y), callbacks=[live, watcher], verbose=0)
     assert [image[:8] for image in watcher.images] == [PNG_MAGIC] * 3
     assert len(set(watcher.images)) == 3                       # redrawn each epoch
@@ -192,3 +193,23 @@ def test_in_jupyter_one_image_output_is_updated_in_place(tmp_path):
     assert base64.b64decode(stored).startswith(PNG_MAGIC)
     assert "".join(stored.split()) == last_png                 # the one output shows the last epoch's figure
     assert display_id in client._display_id_map                # it was displayed with a display id (updatable)
+
+
+def test_drawing_takes_at_most_max_overhead_of_the_time_and_the_last_epochs_are_drawn(monkeypatch):
+    from kerastorch.callbacks.display import live_plot
+
+    clock = iter([0.0, 1.0, 5.0, 12.0, 13.0, 15.0])  # perf_counter at each epoch end (and after each draw)
+    monkeypatch.setattr(live_plot, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    live = LivePlot(path="curves.png", max_overhead=0.1)
+    drawn = []
+    live._draw = lambda: drawn.append(epoch) or setattr(live, "_pending", False)
+    live._monitor = "loss"  # what on_train_begin decides; the clock starts here
+    for epoch in range(4):
+        live.on_epoch_end(epoch, {})
+    epoch = "end"
+    live.on_train_end()
+    # A 1 s draw at t=0 defers the next until t=10: epoch 1 (t=5) waits, epoch 2 (t=12) draws,
+    # epoch 3 (t=15, before 22) waits and is drawn when training ends.
+    assert drawn == [0, 2, "end"]
+    with pytest.raises(ValueError, match=r"`max_overhead` must be a fraction in \(0, 1\] or None"):
+        LivePlot(path="curves.png", max_overhead=0)
