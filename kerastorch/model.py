@@ -26,6 +26,7 @@ from .distributed import strip_prefixes, unwrap
 from .engine import evaluate as evaluate_engine
 from .engine import fit as fit_engine
 from .engine import predict as predict_engine
+from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
 from .exploring import ExploringSurface
@@ -169,6 +170,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
             >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
         """
         reject_unknown_arguments("compile", unknown, compiling.COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
+        refuse_while_running(self, "compile")
         named, form = torchkeras.compile_arguments(args, optimizer=optimizer, loss=loss, metrics=metrics,
                                                    device=device, loss_func=loss_func, metrics_dict=metrics_dict)
         self._config = compiling.build_config(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ def fit_arguments(x: Any, y: Any, batch_size: Any, epochs: Any, validation_data:
         >>> named["x"], named["epochs"], named["validation_data"], named["log_step_freq"], form
         ('loader', 5, 'val', 30, True)
     """
-    if isinstance(x, int) and not isinstance(x, bool):
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):  # NumPy integers too
         if y is not None and dl_train is not None:
             raise ValueError("fit(epochs, dl_train, ...) got the training data twice "
                              "(positionally and as `dl_train`).")
@@ -69,7 +70,7 @@ def fit_arguments(x: Any, y: Any, batch_size: Any, epochs: Any, validation_data:
                              "(positionally and as `dl_val`).")
         if epochs != 1 and log_step_freq is not None:
             raise ValueError("fit(epochs, dl_train, dl_val, log_step_freq) got `log_step_freq` twice.")
-        return {"x": y if y is not None else dl_train, "y": None, "batch_size": None, "epochs": x,
+        return {"x": y if y is not None else dl_train, "y": None, "batch_size": None, "epochs": int(x),
                 "validation_data": batch_size if batch_size is not None else dl_val,
                 "log_step_freq": epochs if epochs != 1 else log_step_freq}, True
     named = {"x": x, "y": y, "batch_size": batch_size, "epochs": epochs, "validation_data": validation_data,

@@ -59,6 +59,21 @@ def _refusal(call: str, active: list[tuple[str, threading.Thread]], me: threadin
     return None
 
 
+def refuse_while_running(model: Any, call: str) -> None:
+    """Raise RuntimeError when a fit / evaluate / predict runs on ``model`` (``call`` would change it mid-run).
+
+    Example:
+        >>> from torch import nn
+        >>> refuse_while_running(nn.Linear(1, 1), "compile")
+    """
+    running = running_calls(model)
+    if running:
+        raise RuntimeError(f"`{call}()` was called while `{running[0]}()` is running on this model: it would "
+                           f"replace the optimizer, loss and metrics mid-run. Call `{call}()` after "
+                           f"`{running[0]}()` returns (from a callback, stop the fit with "
+                           "`self.model.stop_training = True`).")
+
+
 @contextlib.contextmanager
 def entered(model: Any, call: str) -> Iterator[bool]:
     """Register ``call`` ("fit", "evaluate", "predict") on ``model`` for the ``with`` block.

@@ -212,3 +212,33 @@ def test_batch_size_for_in_memory_training_data_with_a_dataloader_for_validation
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:6], y[:6]), batch_size=4)
     history = model.fit(x, y, batch_size=8, verbose=0, validation_data=loader)
     assert history["val_loss"].iloc[0] == pytest.approx(model.evaluate(x[:6], y[:6])["loss"], rel=1e-6)
+
+
+def test_compile_from_a_callback_of_a_running_fit_is_refused_and_changes_nothing():
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    config = model._config
+    caught = []
+
+    class Recompile(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            try:
+                self.model.compile("adam", "mae", device="cpu")
+            except RuntimeError as error:
+                caught.append(str(error))
+
+    model.fit(torch.randn(8, 2), torch.randn(8, 1), epochs=2, verbose=0, callbacks=[Recompile()])
+    assert caught == ["`compile()` was called while `fit()` is running on this model: it would replace the "
+                      "optimizer, loss and metrics mid-run. Call `compile()` after `fit()` returns (from a "
+                      "callback, stop the fit with `self.model.stop_training = True`)."] * 2
+    assert model._config is config and len(model.history) == 2
+
+
+def test_the_torchkeras_form_takes_numpy_integer_epochs():
+    import numpy as np
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 1)),
+                                         batch_size=4)
+    history = model.fit(np.int64(3), loader, verbose=0)
+    assert len(history) == 3 and list(history.columns) == ["loss"]

@@ -115,7 +115,8 @@ class LivePlot(Callback):
         frame = history_frame(self.session.record.history_rows)  # plain floats: History appended this epoch
         groups = select_groups(metric_groups(list(frame.columns)), self.metrics)
         # A monitor not logged yet (validation every few epochs) or not drawn: no star this time.
-        monitor = self._monitor if self._monitor in frame.columns and base_name(self._monitor) in groups else None
+        chosen = self._monitor
+        monitor = chosen if chosen is not None and chosen in frame.columns and base_name(chosen) in groups else None
         self.figure = draw_history(frame, groups, monitor, self.mode, figure=self.figure)
         png = png_bytes(self.figure)
         if self.path is not None:
