@@ -81,6 +81,10 @@ class Callback:
         """Called by fit / evaluate / predict with the running call's Session (kept after the call)."""
         self.session = session
 
+    def epoch_number(self, epoch: int) -> int:
+        """The history's number of this fit's 0-based ``epoch`` (from 1, on across fits; ``epoch + 1`` outside fit)."""
+        return epoch + 1 if self.session is None else self.session.epoch_number(epoch)
+
     # Keras-compatible hooks; each is a no-op here and only the overridden ones are called.
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_train_end(self, logs: dict | None = None) -> None: ...

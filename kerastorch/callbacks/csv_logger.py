@@ -16,7 +16,7 @@ MISSING = "NA"
 class CSVLogger(Callback):
     """Write each epoch's logs to a CSV file.
 
-    Columns are ``epoch`` (counted from 1, as in the history frame) and then the
+    Columns are ``epoch`` (numbered as in the history frame, on across fits) and then the
     epoch-log keys in the history's order (training values, ``val_*``, ``lr``),
     fixed by the first row. Values are written with ``str(value)``, which for a
     Python float is the shortest text that reads back to the same float
@@ -93,7 +93,8 @@ class CSVLogger(Callback):
         if unknown:
             raise ValueError(f"CSVLogger: {self.filename!r} has the columns {['epoch', *self.keys]}, which lack "
                              f"the logged {unknown}. Write to a new file or use append=False.")
-        self._writer.writerow([epoch + 1, *(f"{ordered[key]}" if key in ordered else MISSING for key in self.keys)])
+        values = [f"{ordered[key]}" if key in ordered else MISSING for key in self.keys]
+        self._writer.writerow([self.epoch_number(epoch), *values])
         self._file.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:

@@ -103,7 +103,7 @@ class EarlyStopping(Callback):
         if self.verbose > 0 and is_rank_zero() and (restored or self.stopped_epoch is not None):
             parts = []
             if self.stopped_epoch is not None:
-                parts.append(f"stopped after epoch {self.stopped_epoch + 1}")
+                parts.append(f"stopped after epoch {self.epoch_number(self.stopped_epoch)}")
             parts.append(f"best {self.monitor}={self.best:.6g} at epoch {cast(int, self.best_epoch) + 1}"
                          if self.best is not None else f"no finite {self.monitor} seen")
             if restored:

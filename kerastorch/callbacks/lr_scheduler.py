@@ -68,4 +68,5 @@ class LearningRateScheduler(Callback):
             new_lrs.append(lr)
         if self.verbose > 0 and is_rank_zero():
             shown = ", ".join(f"{lr:.6g}" for lr in new_lrs)
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {shown}.")  # noqa: T201 (verbose > 0)
+            number = self.epoch_number(epoch)
+            print(f"Epoch {number}: LearningRateScheduler setting learning rate to {shown}.")  # noqa: T201 (verbose > 0)

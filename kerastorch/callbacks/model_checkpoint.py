@@ -22,7 +22,8 @@ class ModelCheckpoint(Callback):
 
     Args:
         filepath: file name, may hold ``str.format`` fields filled with ``epoch``
-            (from 1) and the epoch's logs, e.g. ``"ckpt/epoch{epoch:02d}-{val_loss:.3f}.pt"``.
+            (numbered as in the history: from 1, on across fits) and the epoch's logs,
+            e.g. ``"ckpt/epoch{epoch:02d}-{val_loss:.3f}.pt"``.
         monitor: the logged value that decides "best".
         mode: "min", "max" or "auto" (max for accuracy-like names).
         save_best_only: only write when ``monitor`` improves (the file is overwritten
@@ -109,7 +110,7 @@ class ModelCheckpoint(Callback):
 
     def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
         try:
-            return self.filepath.format(epoch=epoch + 1, **logs)
+            return self.filepath.format(epoch=self.epoch_number(epoch), **logs)
         except KeyError as err:  # only with a custom step or loss: other keys are checked before training
             raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} uses {err}, which is not logged. "
                            f"Available: epoch, {', '.join(sorted(logs))}") from None

@@ -104,7 +104,7 @@ class ReduceLROnPlateau(Callback):
                 set_group_lr(group, new)
                 changes.append(f"{old:.6g} to {new:.6g}")
         if changes and self.verbose > 0 and is_rank_zero():
-            print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate "  # noqa: T201 (verbose > 0)
+            print(f"Epoch {self.epoch_number(epoch)}: ReduceLROnPlateau reducing learning rate "  # noqa: T201 (verbose > 0)
                   f"from {', '.join(changes)}.")
         return bool(changes)
 

@@ -113,15 +113,15 @@ class TensorBoard(Callback):
     def on_backward_end(self, batch: int, logs: dict | None = None) -> None:
         last = batch + 1 == self.params.get("steps")
         if self._writers and last and (self.session.epoch + 1) % self.histogram_freq == 0:
-            writer = self._writer("train")
+            writer, step = self._writer("train"), self.epoch_number(self.session.epoch)
             for name, parameter in self.model.named_parameters():
                 if parameter.grad is not None:  # host-sync: once per histogram_freq epochs
-                    writer.add_histogram(f"{name}/gradients", parameter.grad, self.session.epoch + 1)
+                    writer.add_histogram(f"{name}/gradients", parameter.grad, step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self._writers:
             return
-        step = epoch + 1
+        step = self.epoch_number(epoch)
         if self._graph_input is not None:
             self._add_graph()
         if self.histogram_freq and step % self.histogram_freq == 0:

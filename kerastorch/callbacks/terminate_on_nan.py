@@ -25,5 +25,6 @@ class TerminateOnNaN(Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             self.model.stop_training = True
-            warnings.warn(f"TerminateOnNaN: loss is {loss} at epoch {epoch + 1}; training stopped.",
+            number = self.epoch_number(epoch)
+            warnings.warn(f"TerminateOnNaN: loss is {loss} at epoch {number}; training stopped.",
                           RuntimeWarning, stacklevel=2)

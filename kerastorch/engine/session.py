@@ -100,6 +100,16 @@ class Session:
         """0-based index of the epoch being run (the record's)."""
         return self.record.epoch
 
+    def epoch_number(self, epoch: int) -> int:
+        """The history's number (from 1, continuing across fits) of this fit's 0-based ``epoch``.
+
+        Example:
+            >>> session = Session(None, FitRecord(), None); session.epoch_base = 3
+            >>> session.epoch_number(0)
+            4
+        """
+        return self.epoch_base + epoch + 1
+
     def running_logs(self) -> dict[str, float]:
         """The running epoch's means and metrics so far (one host sync; for progress displays)."""
         if self.config is None:
