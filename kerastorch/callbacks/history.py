@@ -18,7 +18,7 @@ class History(Callback):
     """
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        row = {"epoch": self.epoch_number(epoch)}
+        row = {"epoch": self.session.epoch_base + epoch + 1}  # inline: History runs every epoch of every fit
         row.update(order_logs(logs or {}))
         self.session.record.history_rows.append(row)
 
