@@ -22,8 +22,9 @@ class CSVLogger(Callback):
     Python float is the shortest text that reads back to the same float
     (``pandas.read_csv`` reads them back exactly with pandas >= 3, or with
     ``float_precision="round_trip"`` before).
-    A key missing from a later epoch is written as ``NA``. Each row is flushed
-    as it is written. Only rank 0 writes under ``torchrun``.
+    A key missing from a later epoch is written as ``NA``. The file is opened at the
+    first epoch end (a fit that fails before it leaves an existing file untouched) and
+    each row is flushed as it is written. Only rank 0 writes under ``torchrun``.
 
     Args:
         filename: the CSV file.
@@ -71,9 +72,11 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.on_train_end()  # a previous fit that raised may have left the file open
-        if not is_rank_zero():
-            return
         self.keys = None
+
+    def _open(self) -> TextIO:
+        # At the first epoch end, not at train begin: a fit refused on its first batch leaves
+        # an existing file (append=False overwrites it) as it was.
         os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
         if self.append and os.path.isfile(self.filename) and os.path.getsize(self.filename) > 0:
             self.keys = self._existing_header()
@@ -81,10 +84,12 @@ class CSVLogger(Callback):
         else:
             self._file = open(self.filename, "w", newline="")  # noqa: SIM115 (closed in on_train_end)
         self._writer = csv.writer(self._file, delimiter=self.sep, lineterminator="\n")
+        return self._file
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self._file is None:
+        if not is_rank_zero():
             return
+        handle = self._file if self._file is not None else self._open()
         ordered = history_order(logs or {})
         if self.keys is None:
             self.keys = list(ordered)
@@ -95,7 +100,7 @@ class CSVLogger(Callback):
                              f"the logged {unknown}. Write to a new file or use append=False.")
         values = [f"{ordered[key]}" if key in ordered else MISSING for key in self.keys]
         self._writer.writerow([self.epoch_number(epoch), *values])
-        self._file.flush()
+        handle.flush()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._file is not None:

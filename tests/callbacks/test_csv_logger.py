@@ -89,3 +89,13 @@ def test_real_fit_matches_the_history_exactly(tmp_path):
     more = model.fit(x, y, batch_size=4, epochs=5, initial_epoch=3, validation_data=(x, y), verbose=0,
                      callbacks=[CSVLogger(path, append=True)])
     pd.testing.assert_frame_equal(pd.read_csv(path, **READ_EXACT), more, check_exact=True)
+
+
+def test_a_fit_refused_on_its_first_batch_leaves_the_existing_log_untouched(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,loss\n1,0.5\n")
+    model = TinyNet()
+    model.compile("sgd", "cross_entropy", device="cpu")  # float targets: refused on the first batch
+    with pytest.raises(ValueError, match="expects integer class indices"):
+        model.fit(torch.randn(8, 2), torch.rand(8), verbose=0, callbacks=[CSVLogger(log)])
+    assert log.read_text() == "epoch,loss\n1,0.5\n"
