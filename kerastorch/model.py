@@ -8,6 +8,7 @@ a :class:`~kerastorch.engine.session.FitRecord` (``_record``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from .compat import torchkeras
 from .data import unpack_batch
 from .distributed import strip_prefixes, unwrap
 from .engine import evaluate as evaluate_engine
+from .engine import execution
 from .engine import fit as fit_engine
 from .engine import predict as predict_engine
 from .engine.reentry import refuse_while_running
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from .summary import SummaryText
 
 
-class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
+class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall, nn.Module):
     """An ``nn.Module`` with Keras's training API; ``Model(net)`` wraps a module the torchkeras way.
 
     Example:
@@ -184,16 +186,18 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
         self._config.torchkeras_form = form
 
     def forward_batch(self, x: Any) -> Any:
-        """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords."""
-        config = self._config
-        forward = None if config is None else config.forward_fn if self.training else config.eval_forward_fn
-        if forward is None:  # not compiled (predict works without compile); no `or`: it would call len()
-            forward = self
+        """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords (in fit, evaluate
+        and predict ``self(...)`` goes through DDP / DataParallel / torch.compile: :mod:`~.engine.execution`)."""
         if isinstance(x, (tuple, list)):
-            return forward(*x)
+            return self(*x)
         if isinstance(x, dict):
-            return forward(**x)
-        return forward(x)
+            return self(**x)
+        return self(x)
+
+    def _step_runner(self, kind: str, session: Session | None = None) -> Any:
+        """The engine's per-batch callable for "train" / "test" / "predict": the Keras-form step, routed."""
+        step, user_code = torchkeras.resolve_step(self, kind, Model)
+        return execution.step_runner(self, self._config, kind, step, user_code, session)
 
     def compute_loss(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None,
                      training: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -269,10 +273,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, nn.Module):
     def predict_step(self, batch: Any) -> Any:
         """One prediction step: the model's output for the batch's ``x``."""
         x, _, _ = unpack_batch(batch)
-        precision = self._config.precision if self._config is not None else None
-        if precision is None:
-            return self.forward_batch(x)
-        with precision.autocast():
+        with self._config.precision.autocast() if self._config is not None else contextlib.nullcontext():
             return self.forward_batch(x)
 
     # ----------------------------------------------------------------- user API

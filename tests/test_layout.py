@@ -87,6 +87,14 @@ def test_nothing_below_the_engine_imports_the_engine_or_the_model():
     assert offenders == []
 
 
+def test_the_engine_knows_only_keras_form_steps():
+    """The torchkeras step form is resolved at the Model surface (compat/), never in the engine."""
+    offenders = sorted(f"{name} -> {target}" for name, targets in _imports(_modules()).items()
+                       if name.startswith("kerastorch.engine") for target in targets
+                       if target.startswith("kerastorch.compat"))
+    assert offenders == []
+
+
 def test_only_the_model_and_the_engine_import_the_callbacks():
     allowed = ("kerastorch.model", "kerastorch.exploring", "kerastorch.engine", "kerastorch.callbacks")
     offenders = sorted(f"{name} -> {target}" for name, targets in _imports(_modules()).items()

@@ -192,38 +192,52 @@ def _takes_features_and_labels(method: Any) -> bool:
     return _required_positional(method) == 2
 
 
-#: (model class, "train" / "test") -> (the step method's name, whether it takes (features, labels)).
-_STEP_KINDS: dict[tuple[type, str], tuple[str, bool]] = {}
+#: (model class, kind) -> (the step method's name, whether it takes (features, labels), whether it is user code).
+_STEP_KINDS: dict[tuple[type, str], tuple[str, bool, bool]] = {}
+
+_STEP_NAMES = {"train": "train_step", "test": "test_step", "predict": "predict_step"}
 
 
-def step_function(model: Any, kind: str) -> Callable[[Any], dict[str, Any]]:
-    """What the engine calls per batch: ``model.train_step`` / ``model.test_step``, or a torchkeras step.
+def resolve_step(model: Any, kind: str, base: type) -> tuple[Callable[[Any], Any], bool]:
+    """The step the engine calls per batch, in the Keras form ``step(batch)``, and whether it is user code.
 
-    A subclass that overrides torchkeras's ``train_step(features, labels)`` or defines
-    ``evaluate_step(features, labels)`` gets them called with the batch's two parts; their
-    float logs become tensors (and ``evaluate_step``'s ``val_`` prefixes are dropped: the
-    engine adds them back where torchkeras had them).
+    ``kind`` is "train", "test" or "predict". A subclass that overrides torchkeras's ``train_step(features,
+    labels)`` or defines ``evaluate_step(features, labels)`` gets them called with the batch's two parts;
+    their float logs become tensors (and ``evaluate_step``'s ``val_`` prefixes are dropped: the engine adds
+    them back where torchkeras had them). Decided once per class: ``inspect.signature`` is dozens of calls.
 
     Args:
         model: the kerastorch Model.
-        kind: "train" or "test".
+        kind: "train", "test" or "predict".
+        base: the kerastorch ``Model`` class, whose own steps are the built-in ones.
+
+    Example:
+        >>> import kerastorch as kt
+        >>> class Legacy(kt.Model):
+        ...     def train_step(self, features, labels):
+        ...         return {"loss": 0.5}
+        >>> step, user_code = resolve_step(Legacy(nn.Linear(1, 1)), "train", kt.Model)
+        >>> step((torch.zeros(1, 1), torch.zeros(1, 1))), user_code
+        ({'loss': tensor(0.5000, dtype=torch.float64)}, True)
     """
     key = (type(model), kind)
     found = _STEP_KINDS.get(key)
-    if found is None:  # decided once per class: inspect.signature is dozens of calls
-        name = "train_step" if kind == "train" else "evaluate_step" if hasattr(model, "evaluate_step") else "test_step"
-        found = _STEP_KINDS[key] = (name, _takes_features_and_labels(getattr(model, name)))
-    name, torchkeras_style = found
+    if found is None:
+        name = "evaluate_step" if kind == "test" and hasattr(model, "evaluate_step") else _STEP_NAMES[kind]
+        user_code = getattr(type(model), name) is not getattr(base, name, None)
+        torchkeras_style = user_code and kind != "predict" and _takes_features_and_labels(getattr(model, name))
+        found = _STEP_KINDS[key] = (name, torchkeras_style, user_code)
+    name, torchkeras_style, user_code = found
     step = getattr(model, name)
     if not torchkeras_style:
-        return step
+        return step, user_code
     prefix = "val_" if kind == "test" else ""
 
     def torchkeras_step(batch: Any) -> dict[str, Any]:
         logs = step(batch[0], batch[1])
         return {key.removeprefix(prefix): torch.as_tensor(value, dtype=torch.float64) for key, value in logs.items()}
 
-    return torchkeras_step
+    return torchkeras_step, True
 
 
 class TorchkerasSurface:

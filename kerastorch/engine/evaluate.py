@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
-from ..compat.torchkeras import step_function
 from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, source_length
 from ..distributed import is_rank_zero
 from .guards import raise_batch_error
@@ -72,7 +71,7 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dic
     device = config.device
     callbacks.call("on_test_begin", None)
     batch_begin, batch_end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
-    test_step = step_function(model, "test")
+    test_step = model._step_runner("test")
     phase = "validation" if prefix else "evaluation"
     loss = config.loss
     checks = loss.recheck() if loss is not None else None  # this data's first batch is checked

@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -26,7 +27,6 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
-from ..compat.torchkeras import step_function
 from ..compiling import foreign_optimizer_message, known_log_keys
 from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, split_validation
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
@@ -100,7 +100,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     remove_guard = guard_batchnorm(model, train_source, capped)
     try:
         with signal_guard(session):
-            run_epochs(model, session, train_source, val_source, initial_epoch, steps)
+            run_epochs(model, session, train_source, val_source, initial_epoch, steps,
+                       model._step_runner("train", session))  # the step as it runs: wrappers, autocast
     except BaseException as error:
         for close in callback_list.on_exception:  # displays close before the traceback prints
             close(error)
@@ -113,7 +114,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
 
 
 def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
-               steps: int | None) -> None:
+               steps: int | None, train_step: Callable[[Any], Any]) -> None:
     """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
     # fit compiled the model and made the callback list: neither is None here.
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
@@ -129,7 +130,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         _prepare_epoch(session, train_source, epoch)
         callbacks.call("on_epoch_begin", epoch, None)
         with config.ddp.join() if uneven else contextlib.nullcontext():
-            accumulator = train_epoch(model, session, train_source, steps)
+            accumulator = train_epoch(model, session, train_source, steps, train_step)
         if session.pending_signal is not None:
             raise_for_signal(session)  # saves interrupt checkpoints, then raises
         if train_source.exhausted and stop_for_exhausted_data(model, session, accumulator, steps, epoch):
@@ -162,15 +163,15 @@ def _epoch_base(record: FitRecord, start_epoch: int) -> int:
     return max(0, int(rows[-1]["epoch"]) - start_epoch) if rows else 0
 
 
-def train_epoch(model: Any, session: Session, source: Any, steps: int | None) -> LogAccumulator:
-    """One pass over ``source`` (at most ``steps`` batches) with ``model.train_step``: the hot loop."""
+def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
+                train_step: Callable[[Any], Any]) -> LogAccumulator:
+    """One pass over ``source`` (at most ``steps`` batches) with ``train_step``: the hot loop."""
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
     record = session.record
     accumulator = _begin_epoch(config, session, steps)
     device, channels_last, window = config.device, config.channels_last, config.grad_accum_steps
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
         callbacks.batch_writers
-    train_step = step_function(model, "train")
     first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
     # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
     # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.

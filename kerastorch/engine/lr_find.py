@@ -19,7 +19,6 @@ import torch
 
 from ..callbacks.base import CallbackList
 from ..checks import compiled, require_fraction
-from ..compat.torchkeras import step_function
 from ..compiling import foreign_optimizer_message
 from ..data import adapt, move_to_device, place
 from ..distributed import all_reduce_sum, launched_distributed, world_size
@@ -195,7 +194,7 @@ def lr_find(model: Any, x: Any, y: Any = None, *, batch_size: int | None = None,
 def _sweep(model: Any, config: CompileConfig, session: Session, batches: Iterator[Any], lrs: list[float],
            diverge_factor: float, smoothing: float) -> LRFinderResult:
     """Run the steps; stop at divergence; return the recorded curve."""
-    train_step, window = step_function(model, "train"), config.grad_accum_steps
+    train_step, window = model._step_runner("train", session), config.grad_accum_steps
     for parameter in model.parameters():
         parameter.grad = None  # a clean start (the restore point has any gradients there were)
     model.train()

@@ -34,6 +34,7 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
     outputs: list[Any] = []
     callback_list.call("on_predict_begin", None)
     batch_begin, batch_end = callback_list.on_predict_batch_begin, callback_list.on_predict_batch_end
+    predict_step = model._step_runner("predict")
     try:
         with torch.inference_mode():
             for index, batch in enumerate(source):
@@ -41,7 +42,7 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
                     hook(index, None)
                 batch = move_to_device(batch, device)
                 try:
-                    output = model.predict_step(batch)
+                    output = predict_step(batch)
                 except Exception as err:
                     raise_batch_error(err, batch, model, "prediction", index)
                 outputs.append(output)

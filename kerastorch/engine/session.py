@@ -66,6 +66,8 @@ class Session:
         epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
             epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
         steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
+        step_autocast: the train step is user code run whole under autocast, so the optimizer step
+            leaves autocast for the backward (written by :func:`~kerastorch.engine.execution.step_runner`).
 
     Example:
         >>> session = Session(None, FitRecord(), None)
@@ -94,6 +96,7 @@ class Session:
         self.nonfinite = False
         self.epoch_base = 0
         self.steps_capped = False
+        self.step_autocast = False
 
     @property
     def epoch(self) -> int:

@@ -28,7 +28,11 @@ def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session |
     """
     scaler = config.precision.scaler
     divisor = 1 if session is None else session.accum_divisor
-    scaler.scale(loss if divisor == 1 else loss / divisor).backward()
+    if session is not None and session.step_autocast:  # a user's step runs whole under autocast: not backward
+        with torch.autocast(config.device.type, enabled=False):
+            scaler.scale(loss if divisor == 1 else loss / divisor).backward()
+    else:
+        scaler.scale(loss if divisor == 1 else loss / divisor).backward()
     update = session is None or session.update_now
     if update and config.penalty is not None:
         scaler.unscale_(config.optimizer)

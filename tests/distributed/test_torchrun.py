@@ -76,9 +76,11 @@ def test_two_processes_agree_and_match_single_process(two_process_run):
 
 
 def test_two_nodes_on_loopback_give_the_same_result(two_process_run, tmp_path):
+    # Static rendezvous: node 0's agent hosts the store and waits in torchrun's exit barrier until every
+    # node is done. The c10d backend failed under load (RendezvousConnectionError) when the node hosting
+    # its store left while the other agent still polled it.
     port = free_port()
-    common = ["--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-              "--rdzv-id=kerastorch-test"]
+    common = ["--nnodes=2", "--nproc_per_node=1", "--master-addr=127.0.0.1", f"--master-port={port}"]
     nodes = [run([*TORCHRUN, *common, f"--node-rank={i}", str(SCRIPT), str(tmp_path)]) for i in range(2)]
     for node in nodes:
         finish(node)
@@ -93,6 +95,23 @@ def test_same_script_runs_as_one_process(tmp_path):
     finish(run([sys.executable, str(SCRIPT), str(tmp_path)]))
     result = load(tmp_path / "rank0.pt")
     assert result["evaluate"]["n"] == 11.0 and result["history"]["n"] == [40.0] * 3
+
+
+def test_custom_steps_all_reduce_like_the_built_in_one(tmp_path):
+    """The README's custom step, the example's and a torchkeras 2.x train_step(features, labels): under
+    DDP both ranks end equal, and equal to one process over the same global batches (2 x 4 == 8)."""
+    script = SCRIPT.with_name("custom_step_script.py")
+    single = tmp_path / "single"
+    single.mkdir()
+    ranks = run([*TORCHRUN, "--nproc_per_node=2", f"--master-port={free_port()}", str(script), str(tmp_path), "4"])
+    finish(run([sys.executable, str(script), str(single), "8"]))
+    finish(ranks)
+    for name in ("readme", "example", "torchkeras"):
+        rank0, rank1 = load(tmp_path / f"{name}_rank0.pt"), load(tmp_path / f"{name}_rank1.pt")
+        reference = load(single / f"{name}_rank0.pt")
+        assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), name
+        assert all(torch.allclose(rank0[k], reference[k], rtol=0, atol=1e-6) for k in rank0), name
+        assert not torch.equal(rank0[next(iter(rank0))], load(tmp_path / "initial.pt")[name]), name  # it trained
 
 
 def test_jit_compile_under_ddp_matches_eager_and_saves_bare_keys(two_process_run, tmp_path):
