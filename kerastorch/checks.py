@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
@@ -197,3 +197,25 @@ def check_class_targets(y_pred: torch.Tensor, y_true: torch.Tensor, what: str) -
             f"(N, ...). Received: output shape {tuple(y_pred.shape)}, "
             f"target shape {tuple(y_true.shape)}. Give the model one output column per class and pass "
             "the class of each sample as an integer.")
+
+
+def reraise_with(err: Exception, where: str) -> NoReturn:
+    """Re-raise ``err`` as the same type with ``where`` appended to its message (chained), or with a note.
+
+    Example:
+        >>> try:
+        ...     reraise_with(IndexError("index 5 is out of bounds"), "(in the metric 'acc')")
+        ... except IndexError as err:
+        ...     print(err)
+        index 5 is out of bounds (in the metric 'acc')
+    """
+    try:
+        annotated = type(err)(f"{err} {where}")
+    except Exception:  # an exception type that takes other arguments: a note instead
+        annotated = None
+    if annotated is None or type(annotated) is not type(err) or str(annotated) == str(err):
+        add_note = getattr(err, "add_note", None)  # Python 3.11+
+        if add_note is not None:
+            add_note(where)
+        raise err
+    raise annotated.with_traceback(err.__traceback__) from err

@@ -18,14 +18,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.torch_version import TorchVersion
 
 from . import distributed
 from . import metrics as metrics_module
 from . import regularizers as regularizers_module
 from .amp import MixedPrecision, resolve_precision
-from .checks import describe, require_positive_int
+from .checks import require_positive_int, reraise_with
 from .losses import LOGIT_LOSSES, LossComputer
+from .optimizers import build_optimizer, build_scheduler, foreign_parameters
 from .syncbn import convert_sync_batchnorm
 
 #: What users often pass to compile() by mistake, and where it goes instead.
@@ -122,7 +122,7 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     if loss_computer is not None:
         loss_computer.to(resolved_device)
         # metrics are updated after the optimizer step: the loss checks them on the first batch, before it
-        loss_computer.first_batch_checks = [metric.check for metric in built_metrics.values()]
+        loss_computer.first_batch_checks = [_named_check(name, metric.check) for name, metric in built_metrics.items()]
     for metric in built_metrics.values():
         metric.to(resolved_device)
     config = CompileConfig(
@@ -138,6 +138,18 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         _convert_sync_batchnorm(model, resolved_device)
     _wrap_execution(config, model, data_parallel, jit_compile)
     return config
+
+
+def _named_check(name: str, check: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """A metric's first-batch check whose errors name the metric by its key in ``compile(metrics=...)``."""
+
+    def named(y_pred: Any, y_true: Any) -> None:
+        try:
+            check(y_pred, y_true)
+        except Exception as err:
+            reraise_with(err, f"(in the metric {name!r} of compile(metrics=...))")
+
+    return named
 
 
 def _convert_sync_batchnorm(model: nn.Module, device: torch.device) -> None:
@@ -184,7 +196,8 @@ def _wrap_execution(config: CompileConfig, model: nn.Module, data_parallel: Any,
     eval_fn: Any = model
     if distributed.launched_distributed():
         distributed.ensure_process_group(config.device)
-        train_fn = config.ddp = distributed.wrap_ddp(model, config.device)
+        if config.trainable:  # DDP refuses a model with nothing to train (and has nothing to all-reduce)
+            train_fn = config.ddp = distributed.wrap_ddp(model, config.device)
     elif data_parallel:
         train_fn = eval_fn = distributed.wrap_data_parallel(model, data_parallel)
     if jit_compile:
@@ -250,111 +263,6 @@ def loss_is_user_code(config: CompileConfig) -> bool:
         if not (module or "").startswith(("torch.", "kerastorch.")):
             return True
     return False
-
-
-_OPTIMIZERS: dict[str, tuple[type, dict[str, Any]]] = {
-    "adam": (torch.optim.Adam, {}),
-    "adamw": (torch.optim.AdamW, {}),
-    "sgd": (torch.optim.SGD, {"lr": 0.01}),  # Keras's default; torch's 1e-3 is too small for SGD
-    "rmsprop": (torch.optim.RMSprop, {}),
-    "adagrad": (torch.optim.Adagrad, {}),
-}
-
-# Named optimizers that get PyTorch's fused implementation where it exists: the same
-# algorithm in one kernel per step instead of a loop over the parameters (measured on a
-# CPU: ResNet-18's Adam step 40 -> 11 ms, its training step 16% faster; on CUDA it also
-# keeps the fp16 GradScaler's inf check on the device). CPU support came in torch 2.4.
-_FUSED_NAMES = ("adam", "adamw")
-_FUSED_DEVICE_TYPES = ("cuda", "cpu") if TorchVersion(torch.__version__) >= "2.4" else ("cuda",)
-_IMPLEMENTATION_KWARGS = ("fused", "foreach", "differentiable")  # the user chose: leave it
-
-
-def _fused_default(name: str, params: Sequence[torch.Tensor], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``{"fused": True}`` when ``name`` has a fused kernel for all of ``params``, else ``{}``."""
-    if name not in _FUSED_NAMES or any(key in kwargs for key in _IMPLEMENTATION_KWARGS) or not params:
-        return {}
-    if all(p.is_floating_point() and p.device.type in _FUSED_DEVICE_TYPES for p in params):
-        return {"fused": True}
-    return {}
-
-
-def build_optimizer(spec: Any, model: nn.Module, optimizer_kwargs: dict[str, Any] | None) -> torch.optim.Optimizer:
-    """Resolve ``compile(optimizer=...)``.
-
-    Args:
-        spec: a name ("adam", "adamw", "sgd", "rmsprop", "adagrad"), a
-            ``torch.optim.Optimizer`` built on this model's parameters, or a
-            callable ``params -> Optimizer``.
-        model: the network whose trainable parameters are optimized.
-        optimizer_kwargs: hyperparameters for a named optimizer, e.g.
-            ``{"lr": 1e-3, "weight_decay": 1e-4}`` (the one way to set them).
-            "adam" and "adamw" use PyTorch's fused implementation where it
-            exists (CUDA; CPU with torch >= 2.4) unless these name ``fused``,
-            ``foreach`` or ``differentiable``: ``{"fused": False}`` gives the loop.
-
-    Example:
-        >>> opt = build_optimizer("adam", nn.Linear(2, 1), {"lr": 0.01})
-        >>> opt.defaults["lr"], opt.defaults["fused"]
-        (0.01, True)
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if isinstance(spec, str):
-        key = spec.lower()
-        if key not in _OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer name {spec!r}. Known names: {', '.join(sorted(_OPTIMIZERS))}. "
-                             "Or pass a torch.optim.Optimizer or a callable params -> Optimizer.")
-        cls, defaults = _OPTIMIZERS[key]
-        kwargs = {**defaults, **(optimizer_kwargs or {})}
-        try:
-            return cls(params, **_fused_default(key, params, kwargs), **kwargs)
-        except TypeError as err:
-            raise TypeError(f"Bad `optimizer_kwargs` for {cls.__name__}: {err}") from err
-    if optimizer_kwargs:
-        raise ValueError("`optimizer_kwargs` only applies to a named optimizer such as 'adam'. "
-                         f"Received: optimizer={describe(spec)}")
-    if isinstance(spec, torch.optim.Optimizer):
-        # Tutorials compile a copy of a model with the original's optimizer just to evaluate
-        # it: accepted here (with a warning); fit refuses to step it.
-        count = foreign_parameters(spec, model)
-        if count:
-            warnings.warn(foreign_optimizer_message(count) + " evaluate() and predict() work.", RuntimeWarning,
-                          stacklevel=4)
-        return spec
-    if callable(spec):
-        optimizer = spec(params)
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError("A callable `optimizer` must return a torch.optim.Optimizer. "
-                            f"Received: {describe(optimizer)}")
-        return optimizer
-    raise TypeError("`optimizer` must be a name, a torch.optim.Optimizer or a callable "
-                    f"params -> Optimizer. Received: optimizer={describe(spec)}")
-
-
-def foreign_parameters(optimizer: torch.optim.Optimizer, model: nn.Module) -> int:
-    """How many of ``optimizer``'s parameters are not ``model``'s."""
-    own = {id(p) for p in model.parameters()}
-    return sum(1 for group in optimizer.param_groups for p in group["params"] if id(p) not in own)
-
-
-def foreign_optimizer_message(count: int) -> str:
-    return (f"The optimizer holds {count} parameter(s) that are not this model's, so fit() would train "
-            "another model. Build it from this model: torch.optim.Adam(model.parameters()).")
-
-
-def build_scheduler(spec: Any, optimizer: torch.optim.Optimizer) -> Any:
-    """Resolve ``compile(lr_scheduler=...)``: a scheduler on ``optimizer`` or ``callable(optimizer)``."""
-    if spec is None:
-        return None
-    scheduler = spec if hasattr(spec, "step") and hasattr(spec, "state_dict") else spec(optimizer) \
-        if callable(spec) else spec
-    if not (hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")):
-        raise TypeError("`lr_scheduler` must be a torch.optim.lr_scheduler object or a callable "
-                        f"optimizer -> scheduler. Received: {describe(spec)}")
-    if getattr(scheduler, "optimizer", optimizer) is not optimizer:
-        raise ValueError("`lr_scheduler` is attached to another optimizer than the compiled one, so it "
-                         "would change nothing. Pass a callable instead: "
-                         "lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=10)")
-    return scheduler
 
 
 def build_loss(loss: Any, loss_weights: Any = None, class_weight: dict | None = None) -> LossComputer | None:

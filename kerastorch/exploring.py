@@ -1,16 +1,64 @@
-"""The exploration surface of Model: ``lr_find`` and ``plot_history`` (notebook tools).
+"""The exploration surface of Model: ``summary``, ``lr_find``, ``plot_history``, ``interpret`` and ``export``.
 
-A mixin so that :mod:`kerastorch.model` stays the training API; both methods
-delegate: :func:`kerastorch.engine.lr_find.lr_find` and
-:func:`kerastorch.callbacks.display.plots.plot_history`.
+A mixin so that :mod:`kerastorch.model` stays the training API; each method delegates
+(:mod:`kerastorch.summary`, :mod:`kerastorch.engine.lr_find`, :mod:`kerastorch.callbacks.display.plots`,
+:mod:`kerastorch.interpret`, :mod:`kerastorch.export`), imported when called: torchinfo, matplotlib and
+onnx load only when asked for.
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .interpret import Interpretation
+    from .summary import SummaryText
 
 
 class ExploringSurface:
-    """``model.lr_find(...)`` and ``model.plot_history(...)``."""
+    """``model.summary()``, ``lr_find()``, ``plot_history()``, ``interpret()`` and ``export()``."""
+
+    def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
+                **kwargs: Any) -> SummaryText:
+        """Print and return a Keras-style table of layers, output shapes and parameter counts (shown once).
+
+        The input it was given is kept (a one-sample CPU tensor) as :meth:`export`'s default example.
+
+        Example:
+            >>> from torch import nn; from kerastorch import Model
+            >>> text = Model.wrap(nn.Linear(2, 1)).summary(input_shape=(2,), print_fn=None)
+            >>> "Total params: 3" in text
+            True
+        """
+        from .summary import example_input, summary  # torchinfo is imported when a summary is asked for
+        model: Any = self  # the Model this surface is mixed into
+        text = summary(model, input_shape=input_shape, input_dtype=input_dtype, input_data=input_data, **kwargs)
+        self.__dict__["_summary_input"] = example_input(model, input_shape, input_dtype, input_data)
+        return text
+
+    def interpret(self, x: Any, y: Any = None, **kwargs: Any) -> Interpretation:
+        """Where a classifier goes wrong: :func:`kerastorch.interpret.interpret` on this model."""
+        from .interpret import interpret
+        model: Any = self
+        return interpret(model, x, y, **kwargs)
+
+    def export(self, path: str | os.PathLike, format: str = "onnx", input_sample: Any = None,
+               dynamic_batch: bool = True) -> Path:
+        """Write the model for inference ("onnx", "torch.export", "torchscript"), checked against the model.
+
+        See :func:`kerastorch.export.export`: the example input is ``input_sample``, else the input of the
+        last ``summary(input_shape=...)`` or ``fit``; a file whose outputs differ is never written.
+
+        Example:
+            >>> import os, tempfile, torch; from torch import nn; from kerastorch import Model
+            >>> net = Model.wrap(nn.Linear(2, 1)); path = os.path.join(tempfile.mkdtemp(), "net.pt")
+            >>> net.export(path, format="torchscript", input_sample=torch.zeros(4, 2)).name
+            'net.pt'
+        """
+        from .export import export
+        model: Any = self
+        return export(model, path, format=format, input_sample=input_sample, dynamic_batch=dynamic_batch)
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any) -> Any:
         """Sweep the learning rate exponentially and suggest one; the model is left exactly as it was.

@@ -20,7 +20,7 @@ from . import compiling
 from .callbacks.base import Callback
 from .checkpointing import atomic_save, compatibility
 from .checkpointing.training_state import capture
-from .checks import compiled, reject_unknown_arguments, require_compiled
+from .checks import compiled, reject_unknown_arguments, require_compiled, reraise_with
 from .compat import torchkeras
 from .data import unpack_batch
 from .distributed import strip_prefixes, unwrap
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .metrics import Metric
-    from .summary import SummaryText
 
 
 class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall, nn.Module):
@@ -215,8 +214,11 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
 
     def update_metrics(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None) -> None:
         """Add a batch to every compiled metric (on the device, no host sync)."""
-        for metric in self.compiled_metrics.values():
-            metric.update(y_pred, y, sample_weight)
+        for name, metric in self.compiled_metrics.items():
+            try:  # free until something raises (Python 3.11): then the error names the metric
+                metric.update(y_pred, y, sample_weight)
+            except Exception as err:
+                reraise_with(err, f"(in the metric {name!r} of compile(metrics=...))")
 
     def backward_and_step(self, loss: torch.Tensor) -> None:
         """Backward, ``on_backward_end`` hooks and, on update steps, penalty gradient, clipping and
@@ -384,16 +386,3 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
             []
         """
         return compatibility.load_weights(self, path, strict=strict, trust_checkpoint=trust_checkpoint)
-
-    def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
-                **kwargs: Any) -> SummaryText:
-        """Print and return a Keras-style table of layers, output shapes and parameter counts (shown once).
-
-        Example:
-            >>> text = Model.wrap(nn.Linear(2, 1)).summary(input_shape=(2,), print_fn=None)
-            >>> "Total params: 3" in text
-            True
-        """
-        from .summary import summary  # torchinfo is imported when a summary is asked for
-        return summary(self, input_shape=input_shape, input_dtype=input_dtype, input_data=input_data, **kwargs)
-

@@ -204,6 +204,21 @@ def _prepare_inputs(module: nn.Module, input_shape: Any, input_dtype: Any, input
                     f"kwargs. Received: {type(input_data).__name__}")
 
 
+def example_input(module: nn.Module, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None) -> Any:
+    """What ``summary`` fed the model, as one CPU example: a tensor, a tuple (positional inputs) or a dict.
+
+    Example:
+        >>> example_input(nn.Linear(3, 1), input_shape=(3,)).shape
+        torch.Size([1, 3])
+    """
+    inputs = _prepare_inputs(module, input_shape, input_dtype, input_data, 1, "cpu")
+    detach = lambda t: t.detach().cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
+    if isinstance(inputs, Mapping):
+        return {key: detach(value) for key, value in inputs.items()}
+    inputs = [detach(t) for t in inputs]
+    return inputs[0] if len(inputs) == 1 else tuple(inputs)
+
+
 def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
             input_dtype: DtypeLike | Sequence[DtypeLike] | None = None,
             input_data: Any = None, *, batch_size: int = 1, depth: int = 3,

@@ -202,13 +202,21 @@ def adapt(x: Any, y: Any = None, sample_weight: Any = None, *, batch_size: int |
         if y is None:
             raise ValueError("`sample_weight` needs `y`.")
         arrays.append(to_tensor(sample_weight, "sample_weight").float())
-    _check_lengths(arrays, arg)
+    _check_lengths(arrays, arg, x)
     return TensorBatcher(tuple(arrays), batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
 
 
-def _check_lengths(arrays: list, arg: str) -> None:
+def _check_lengths(arrays: list, arg: str, given: Any = None) -> None:
     names = [arg, "y", "sample_weight"][:len(arrays)]
     sizes = [num_samples(part, f"`{name}`") for part, name in zip(arrays, names, strict=True)]
+    if len(set(sizes)) > 1 and isinstance(given, list) and len(sizes) > 1 and len(given) == sizes[1]:
+        first = given[0]
+        shape = tuple(first.shape) if hasattr(first, "shape") else type(first).__name__
+        raise ValueError(f"`{arg}` is a Python list of {len(given)} items (the first of shape {shape}), which "
+                         f"kerastorch reads as {len(given)} separate model inputs (forward(*{arg})) of "
+                         f"{sizes[0]} samples each; `y` has {sizes[1]} samples. If each item is one sample, stack "
+                         f"them into one tensor: {arg} = torch.stack({arg}) (or np.stack({arg})). For several model "
+                         "inputs, pass a tuple of tensors that each hold every sample.")
     if len(set(sizes)) > 1:
         detail = ", ".join(f"{name} has {size}" for name, size in zip(names, sizes, strict=True))
         raise ValueError(f"`{arg}` and `y` must have the same number of samples. Received: {detail}.")

@@ -64,6 +64,15 @@ class TensorBatcher:
         self.rank, self.world = rank, world
         self.num_samples = len(range(rank, self.total_samples, world))
 
+    def first_input(self) -> Any:
+        """The first sample of ``x`` (a CPU copy, batch dimension kept): an example of the model's input.
+
+        Example:
+            >>> TensorBatcher((torch.arange(6.).reshape(3, 2),), batch_size=2, shuffle=False).first_input()
+            tensor([[0., 1.]])
+        """
+        return tree_map(lambda t: t[:1].detach().cpu(), self.arrays[0])
+
     def to_device(self, device: torch.device) -> None:
         """Keep the whole data on ``device``: epochs then do no host-to-device copies."""
         self.arrays = tree_map(lambda t: t.to(device), self.arrays)

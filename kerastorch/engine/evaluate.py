@@ -1,6 +1,7 @@
 """evaluate: loss and metrics over data, exact over all samples; also fit's validation pass."""
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -10,6 +11,7 @@ from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
 from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, source_length
+from ..data.scan import scan
 from ..distributed import is_rank_zero
 from .guards import raise_batch_error
 from .logs import LogAccumulator, epoch_logs
@@ -27,6 +29,8 @@ def evaluate(model: Any, config: CompileConfig, record: FitRecord, x: Any, y: An
     require_verbose(verbose)
     source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=False,
                          float_dtype=floating_dtype(model)), config.device, config.data_on_device, 0)
+    for finding in scan(source):  # non-finite data or negative weights: said before the first batch
+        warnings.warn(finding.warning(), UserWarning, stacklevel=4)
     printers = [ProgressBar()] if verbose == 1 and is_rank_zero() else []
     callback_list = CallbackList([*as_callback_list(callbacks), *printers], model=model,
                                  params={"steps": source_length(source), "verbose": verbose})

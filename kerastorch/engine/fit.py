@@ -27,12 +27,15 @@ from ..callbacks.history import History, order_logs
 from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
-from ..compiling import foreign_optimizer_message, known_log_keys
-from ..data import adapt, batch_size_of, floating_dtype, move_to_device, place, split_validation
+from ..compiling import known_log_keys
+from ..data import TensorBatcher, adapt, batch_size_of, floating_dtype, move_to_device, place, split_validation
+from ..data.scan import Finding, batch_holding, scan
 from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
+from ..optimizers import foreign_optimizer_message, frozen_model_message
 from .evaluate import run_test, validation_source
 from .guards import (
     check_validation_source,
+    check_validation_targets,
     epoch_steps,
     guard_batchnorm,
     prepare_checks,
@@ -64,6 +67,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     float_dtype = floating_dtype(model)  # in-memory floating data is cast to what the layers compute in
     if config.foreign_parameters:
         raise ValueError(foreign_optimizer_message(config.foreign_parameters))
+    if not config.trainable:
+        warnings.warn(frozen_model_message(model), UserWarning, stacklevel=4)
     if validation_split:
         if validation_data is not None:
             raise ValueError("Pass either `validation_data` or `validation_split`, not both.")
@@ -78,8 +83,11 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     train_source = place(adapt(x, y, sample_weight, batch_size=batch_size, shuffle=shuffle, generator=generator,
                                float_dtype=float_dtype), config.device, config.data_on_device, seed)
     val_source = validation_source(validation_data, batch_size, config, seed, float_dtype)
+    if isinstance(train_source, TensorBatcher):  # export's default example input
+        record.example_input = train_source.first_input()
     steps, capped = epoch_steps(train_source, steps_per_epoch, epochs - initial_epoch, config.grad_accum_steps)
     check_validation_source(val_source, epochs - initial_epoch)
+    check_validation_targets(train_source, val_source)
     has_validation = val_source is not None
     callback_list = CallbackList(
         [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq), *plotter],
@@ -93,6 +101,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     for check_params in callback_list.check_params:  # every callback's arguments, before any on_train_begin
         check_params()
     request_resume(model, session, resume_from, trust_checkpoint)  # checked before any callback runs
+    session.data_findings = warn_about_data(train_source, val_source)
     prepare_checks(config)
     model.stop_training = False
     was_training, outer_session = model.training, model._session
@@ -135,7 +144,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
             raise_for_signal(session)  # saves interrupt checkpoints, then raises
         if train_source.exhausted and stop_for_exhausted_data(model, session, accumulator, steps, epoch):
             break  # a generator had no batch left for this epoch
-        if _stopped_for_nonfinite(model, session, epoch, accumulator):
+        if _stopped_for_nonfinite(model, session, epoch, accumulator, train_source):
             break
         logs = epoch_logs(config, accumulator)
         if val_source is not None:
@@ -280,7 +289,29 @@ def _begin_epoch(config: CompileConfig, session: Session, steps: int | None) -> 
     return accumulator
 
 
-def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator) -> bool:
+def warn_about_data(train_source: Any, val_source: Any) -> list[Finding]:
+    """Warn, before any step, of non-finite values and negative weights in in-memory data; return the
+    training data's non-finite findings (the non-finite-loss warning names the batch that held one)."""
+    findings = scan(train_source)
+    for finding in [*findings, *scan(val_source, ("x_val", "y_val", "sample_weight_val"))]:
+        warnings.warn(finding.warning(), UserWarning, stacklevel=5)
+    return [finding for finding in findings if finding.kind == "nonfinite"]
+
+
+def _data_culprit(session: Session, source: Any, bad_step: int) -> str:
+    """What the non-finite-loss warning says of the data: the batch holds a non-finite sample, or the data does."""
+    for finding in session.data_findings:
+        if type(source) is TensorBatcher and bad_step >= 0 and \
+                batch_holding(source, bad_step, session.epoch_start_generator, finding.samples):
+            return f" Batch {bad_step} holds a sample of `{finding.name}` with NaN or inf: the data, not the " \
+                   "model, made the loss non-finite (see the warning given before training)."
+    if session.data_findings:
+        return f" The training data holds non-finite values: {session.data_findings[0].describe()}."
+    return ""
+
+
+def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator,
+                           source: Any) -> bool:
     """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
     config = cast("CompileConfig", session.config)
     bad_step = accumulator.first_nonfinite()
@@ -296,7 +327,8 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     model.stop_training = True
     warnings.warn(f"Non-finite training loss at epoch {number}, batch {bad_step} (epochs count "
                   "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
-                  "no checkpoint was written from this epoch.", RuntimeWarning, stacklevel=2)
+                  "no checkpoint was written from this epoch." + _data_culprit(session, source, bad_step),
+                  RuntimeWarning, stacklevel=2)
     return True
 
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader
 
+from ..checks import reraise_with
 from ..data import IndexedLoader, LoaderSource, TensorBatcher, source_length, tree_leaves, unpack_batch
 from ..distributed import launched_distributed
 
@@ -64,6 +65,29 @@ def check_validation_source(source: Any, epochs_to_run: int) -> None:
         raise ValueError(f"`validation_data` is a generator, which can be iterated only once, but validation runs "
                          f"after each of the {epochs_to_run} epochs. Pass a DataLoader, an IterableDataset or "
                          "in-memory (x_val, y_val) instead.")
+
+
+def check_validation_targets(train: Any, val: Any) -> None:
+    """In-memory validation targets must be shaped like the training targets (host metadata only), so a
+    mismatch is said before the first training step instead of after the first epoch.
+
+    A target of shape ``(N,)`` and one of ``(N, 1)`` are alike (aligned as Keras does).
+    """
+    if not (isinstance(train, TensorBatcher) and isinstance(val, TensorBatcher)) or \
+            len(train.arrays) < 2 or len(val.arrays) < 2:
+        return
+    train_y, val_y = train.arrays[1], val.arrays[1]
+    if not (isinstance(train_y, torch.Tensor) and isinstance(val_y, torch.Tensor)) or \
+            train_y.is_floating_point() != val_y.is_floating_point():
+        return  # e.g. class indices and one-hot rows: two encodings cross_entropy both takes
+    alike = {(), (1,)}
+    expected, received = tuple(train_y.shape[1:]), tuple(val_y.shape[1:])
+    if expected != received and not {expected, received} <= alike:
+        raise ValueError(f"`validation_data` targets have shape {received} per sample, but the training targets "
+                         f"have {expected}, so the validation loss could not compare them with the model's output "
+                         f"(it would fail after the first training epoch). Received: y_val shape "
+                         f"{tuple(val_y.shape)}, y shape {tuple(train_y.shape)}. Pass validation targets shaped "
+                         "like the training targets.")
 
 
 def _last_batch(source: Any) -> tuple[int, int, int] | None:
@@ -202,16 +226,7 @@ def raise_batch_error(err: Exception, batch: Any, model: nn.Module, phase: str, 
     known = _known_mistake(err, batch, model, where)
     if known is not None:
         raise known from err
-    try:
-        annotated = type(err)(f"{err} {where}")
-    except Exception:  # an exception type that takes other arguments: a note instead
-        annotated = None
-    if annotated is None or type(annotated) is not type(err) or str(annotated) == str(err):
-        add_note = getattr(err, "add_note", None)  # Python 3.11+
-        if add_note is not None:
-            add_note(where)
-        raise err
-    raise annotated.with_traceback(err.__traceback__) from err
+    reraise_with(err, where)
 
 
 def stop_for_exhausted_data(model: Any, session: Session, accumulator: Any, steps: int | None, epoch: int) -> bool:

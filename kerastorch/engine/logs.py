@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..checks import reraise_with
 from ..distributed import all_reduce_sum, launched_distributed
 from ..readback import read_scalars
 
@@ -147,7 +148,10 @@ def epoch_logs(config: CompileConfig, accumulator: LogAccumulator, prefix: str =
             continue  # a custom step logged this name itself and never updated the metric
         if launched_distributed():
             metric.sync()
-        ordered[name] = metric.result()
+        try:
+            ordered[name] = metric.result()
+        except Exception as err:
+            reraise_with(err, f"(computing the metric {name!r} of compile(metrics=...) at the epoch's end)")
     return {prefix + key: value for key, value in read_scalars(ordered).items()}
 
 

@@ -19,9 +19,9 @@ import torch
 
 from ..callbacks.base import CallbackList
 from ..checks import compiled, require_fraction
-from ..compiling import foreign_optimizer_message
 from ..data import adapt, move_to_device, place
 from ..distributed import all_reduce_sum, launched_distributed, world_size
+from ..optimizers import foreign_optimizer_message
 from .session import Session
 from .snapshot import RestorePoint
 from .step import plan_window, sync_context

@@ -29,6 +29,7 @@ class FitRecord:
         epoch: 0-based index of the epoch being run, or of the last one run.
         global_step: training batches seen over all fits.
         generator: the shuffling generator of in-memory data, made at the first fit.
+        example_input: the first sample of the last fit's in-memory inputs (a CPU copy), export's default example.
 
     Example:
         >>> FitRecord().global_step
@@ -40,6 +41,7 @@ class FitRecord:
         self.epoch = 0
         self.global_step = 0
         self.generator: torch.Generator | None = None
+        self.example_input: Any = None
 
 
 class Session:
@@ -66,6 +68,8 @@ class Session:
         epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
             epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
         steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
+        data_findings: non-finite values found in fit's in-memory training data before the first step
+            (:func:`kerastorch.data.scan.scan`), named by the non-finite-loss warning.
         step_autocast: the train step is user code run whole under autocast, so the optimizer step
             leaves autocast for the backward (written by :func:`~kerastorch.engine.execution.step_runner`).
 
@@ -97,6 +101,7 @@ class Session:
         self.epoch_base = 0
         self.steps_capped = False
         self.step_autocast = False
+        self.data_findings: list[Any] = []
 
     @property
     def epoch(self) -> int:

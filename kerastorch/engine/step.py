@@ -26,6 +26,8 @@ def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session |
     ``on_backward_end`` hooks run after every backward, before clipping and the
     step. The penalty gradient is added unscaled, once per window, before clipping.
     """
+    if not config.trainable:  # a frozen model: nothing to differentiate or step (fit warned)
+        return
     scaler = config.precision.scaler
     divisor = 1 if session is None else session.accum_divisor
     if session is not None and session.step_autocast:  # a user's step runs whole under autocast: not backward

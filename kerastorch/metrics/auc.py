@@ -19,7 +19,7 @@ def _binary_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class AUC(Metric):
-    """Exact ROC AUC over the epoch (binary; one-vs-rest macro for multiclass).
+    """Exact ROC AUC over the epoch (binary; one-vs-rest macro for multiclass, class-index or one-hot targets).
 
     Keeps the epoch's outputs on the device (one detached tensor per batch) and
     ranks them once in :meth:`result`. Sample weights are ignored.
@@ -43,6 +43,8 @@ class AUC(Metric):
             return _binary_auc(scores.flatten(), labels.flatten() > 0.5)
         if self.from_logits:
             scores = scores.softmax(1)
+        if labels.dim() == 2 and labels.shape == scores.shape:  # one-hot (or soft) targets: their class
+            labels = labels.argmax(1)
         labels = labels.long().flatten()
         aucs = [_binary_auc(scores[:, c], labels == c) for c in range(scores.shape[1])
                 if 0 < int((labels == c).sum()) < labels.numel()]
