@@ -8,9 +8,10 @@ Example:
 from . import callbacks, losses, metrics, regularizers
 from ._version import __version__
 from .callbacks.display.plots import plot_history
+from .interpret import interpret
 from .model import Model
 from .seeding import seed_everything
 from .summary import summary
 
-__all__ = ["Model", "plot_history", "seed_everything", "summary", "callbacks", "losses", "metrics", "regularizers",
-           "__version__"]
+__all__ = ["Model", "interpret", "plot_history", "seed_everything", "summary", "callbacks", "losses", "metrics",
+           "regularizers", "__version__"]

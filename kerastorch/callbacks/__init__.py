@@ -7,11 +7,12 @@ from .early_stopping import EarlyStopping
 from .history import History
 from .lambda_callback import LambdaCallback
 from .lr_scheduler import LearningRateScheduler
+from .mlflow_logger import MLflowLogger
 from .model_checkpoint import ModelCheckpoint
 from .reduce_lr_on_plateau import ReduceLROnPlateau
 from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
 
 __all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLine", "EpochTable",
-           "History", "LambdaCallback", "LearningRateScheduler", "LivePlot", "ModelCheckpoint", "ProgressBar",
-           "ReduceLROnPlateau", "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]
+           "History", "LambdaCallback", "LearningRateScheduler", "LivePlot", "MLflowLogger", "ModelCheckpoint",
+           "ProgressBar", "ReduceLROnPlateau", "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]
