@@ -255,7 +255,10 @@ def live_plot_for(plot: Any, verbose: Any) -> list:
     if plot is False or plot is None or not is_rank_zero():
         return []
     if plot == "auto":
-        if verbose == 0 or not in_notebook() or importlib.util.find_spec("matplotlib") is None:
+        if verbose == 0 or not in_notebook():
+            return []
+        if importlib.util.find_spec("matplotlib") is None:
+            _say_once_no_matplotlib()
             return []
         plot = True
     from ..callbacks.display.live_plot import LivePlot  # matplotlib loads only when a plot is asked for
@@ -264,6 +267,19 @@ def live_plot_for(plot: Any, verbose: Any) -> list:
     if isinstance(plot, (str, os.PathLike)):
         return [LivePlot(path=plot)]
     raise TypeError(f"`plot` must be 'auto', True, False or a PNG path. Received: plot={plot!r}")
+
+
+_SAID: set[str] = set()  # what was said once per process
+
+
+def _say_once_no_matplotlib() -> None:
+    """fit(plot="auto") in a notebook without matplotlib: said once per process, not at every fit."""
+    if "no matplotlib" not in _SAID:
+        _SAID.add("no matplotlib")
+        # _say_once <- live_plot_for <- engine fit <- guarded's run <- Model.fit <- the user's call
+        warnings.warn("fit(plot='auto') draws no live plot: matplotlib is not installed. Get it with `pip install "
+                      "kerastorch[notebook]` (widgets and plots), or pass plot=False to silence this.",
+                      UserWarning, stacklevel=6)
 
 
 def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:

@@ -180,3 +180,22 @@ def test_auc_takes_one_hot_multiclass_targets_as_one_vs_rest_macro():
     expected = roc_auc_score(labels.numpy(), logits.softmax(1).numpy(), multi_class="ovr", average="macro")
     assert model.evaluate(logits, one_hot)["auc"] == pytest.approx(expected, abs=1e-12)
     assert model.evaluate(logits, labels)["auc"] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_notebook_without_matplotlib_is_told_once_how_to_get_the_live_plot(monkeypatch):
+    import importlib.util
+
+    import kerastorch.engine.fit as fit_module
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(fit_module, "in_notebook", lambda: True)  # the environment, not the code under test
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib"
+                        else real_find_spec(name, *a))
+    monkeypatch.setattr(fit_module, "_SAID", set())
+    model = kt.Model.wrap(nn.Linear(3, 1))
+    model.compile("sgd", "mse", device="cpu")
+    _, first = recorded(lambda: model.fit(*data(), verbose=2))
+    _, second = recorded(lambda: model.fit(*data(), verbose=2))
+    assert [m for m in first if "live plot" in m] == [
+        "fit(plot='auto') draws no live plot: matplotlib is not installed. Get it with `pip install "
+        "kerastorch[notebook]` (widgets and plots), or pass plot=False to silence this."]
+    assert [m for m in second if "live plot" in m] == []

@@ -9,21 +9,26 @@ How a history is drawn:
 
 * x is the ``epoch`` column (1..n when there is none, or when it does not increase: a
   second ``fit`` that counted from 1 again); ``epoch`` itself is never drawn;
-* one subplot per base metric, titled with the base name: ``loss`` holds the
-  ``loss`` ("train") and ``val_loss`` ("validation") curves, ``acc`` holds ``acc``
-  and ``val_acc``; a ``val_x`` without ``x`` gets its own ``x`` subplot;
+* one subplot per base metric: ``loss`` holds the ``loss`` ("train") and ``val_loss``
+  ("validation") curves, ``acc`` holds ``acc`` and ``val_acc``; a ``val_x`` without ``x``
+  gets its own ``x`` subplot. The subplot's label (``axes.get_label()``) is the base name;
+  its title adds the best value, e.g. ``loss (best val 0.1234 at epoch 7)``: the monitored
+  column's on its subplot, else the validation curve's, else the training curve's;
 * the learning rates (``lr`` and columns ending in ``_lr``) share an ``lr`` subplot,
   each labelled with its column name, on a log scale when all are positive and not
-  constant;
-* a missing value (NaN: validation run only some epochs) leaves a gap; a curve with
-  gaps also has point markers, so an isolated value stays visible;
+  constant. It is drawn only when a learning rate changes (or ``metrics`` names it):
+  a flat line says nothing the compile call does not;
+* every epoch is a point marker on its curve (smaller beyond 60 epochs), so the first epoch
+  shows and a missing value (NaN: validation run only some epochs) leaves a gap without
+  hiding its neighbours; the x axis has whole epochs, with room at each end (0.5..1.5 for one);
 * the best epoch of the monitored column has a star (its own line, labelled e.g.
-  ``best val_loss 0.1234 (epoch 7)``; the first one on ties).
+  ``best val_loss 0.1234 (epoch 7)``; the first one on ties);
+* at most two subplots a row: the PNG is at most 760 px wide, a notebook's output column
+  (see :mod:`~kerastorch.callbacks.display.figure`).
 """
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +48,8 @@ INSTALL_HINT = "pip install matplotlib (or pip install kerastorch[notebook])"
 TRAIN_LABEL, VALIDATION_LABEL = "train", "validation"
 #: The subplot of the learning rates.
 LR = "lr"
-_CELL_INCHES = (4.5, 3.3)  # one subplot
-# Fixed margins (inches: left, right, bottom, top, between columns, between rows): a layout
-# engine (constrained, tight) would measure every text first, doubling the cost of a PNG.
-_MARGINS = (0.75, 0.2, 0.55, 0.35, 0.75, 0.75)
-_TITLE_INCHES = 0.35
-_MAX_COLUMNS = 3
+# A point marker on every epoch, smaller on long runs, where markers 3 points wide would merge into a band.
+_MARKER_SIZE, _LONG_MARKER_SIZE, _LONG_RUN = 3.0, 1.5, 60
 
 
 def require_matplotlib(who: str) -> None:
@@ -177,6 +178,29 @@ def best_epoch(x: np.ndarray, values: np.ndarray, mode: str) -> tuple[float, flo
     return x[index].item(), values[index].item()
 
 
+def shown_groups(frame: pd.DataFrame, metrics: str | Sequence[str] | None,
+                 monitor: str | None = None) -> dict[str, list[str]]:
+    """The subplots to draw: those ``metrics`` names; by default all but an ``lr`` subplot whose rates never change.
+
+    A constant ``lr`` subplot is kept when ``monitor`` is drawn on it or it is the only one.
+
+    Example:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"loss": [0.5, 0.4], "lr": [0.1, 0.1]})
+        >>> shown_groups(frame, None), shown_groups(frame, ["loss", "lr"])
+        ({'loss': ['loss']}, {'loss': ['loss'], 'lr': ['lr']})
+    """
+    groups = select_groups(metric_groups(list(frame.columns)), metrics)
+    rates = groups.get(LR)
+    if metrics is not None or rates is None or len(groups) == 1 or (monitor is not None and base_name(monitor) == LR):
+        return groups
+    for column in rates:
+        values = _values(frame, column)
+        if np.unique(values[~np.isnan(values)]).size > 1:
+            return groups
+    return {base: group for base, group in groups.items() if base != LR}
+
+
 def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, monitor: str | None = None,
                  mode: str = "auto", figure: Figure | None = None, title: str | None = None) -> Figure:
     """Draw a training history: one subplot per metric (training and validation curves), the best epoch starred.
@@ -184,7 +208,8 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, mo
     Args:
         history: ``model.history`` (a DataFrame with ``epoch``, ``loss``, metrics, ``val_*``, ``lr``),
             a list of row dicts, or a kerastorch Model (its ``.history`` is drawn).
-        metrics: base names to draw, in that order (e.g. ``["loss", "accuracy", "lr"]``); default all.
+        metrics: base names to draw, in that order (e.g. ``["loss", "accuracy", "lr"]``); default all,
+            but the learning rate only when it changes.
         monitor: the column whose best epoch is starred; default ``val_loss`` when the history has
             it, else ``loss``.
         mode: "min", "max" or "auto" (as in EarlyStopping: "max" for acc/auc/precision/recall/f1).
@@ -193,7 +218,8 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, mo
         title: the figure's title (none by default).
 
     Returns:
-        The figure (a matplotlib Figure; it renders as one PNG in Jupyter, opens no window).
+        The figure (a matplotlib Figure; it renders as one PNG in Jupyter, opens no window). Each
+        subplot's label (``axes.get_label()``) is its base name; its title adds the best value.
 
     Raises:
         ImportError: matplotlib is not installed.
@@ -205,14 +231,14 @@ def plot_history(history: Any, metrics: str | Sequence[str] | None = None, *, mo
         >>> history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.9, 0.5, 0.4],
         ...                         "val_loss": [1.0, 0.6, 0.7], "lr": [0.1, 0.1, 0.01]})
         >>> figure = plot_history(history)
-        >>> [axes.get_title() for axes in figure.axes]
-        ['loss', 'lr']
+        >>> [axes.get_label() for axes in figure.axes], figure.axes[0].get_title()
+        (['loss', 'lr'], 'loss (best val 0.6000 at epoch 2)')
         >>> figure.axes[0].get_legend_handles_labels()[1]
         ['train', 'validation', 'best val_loss 0.6000 (epoch 2)']
     """
     require_matplotlib("plot_history")
     frame = history_frame(history)
-    groups = select_groups(metric_groups(list(frame.columns)), metrics)
+    groups = shown_groups(frame, metrics, monitor)
     columns = [column for column in frame.columns if column != "epoch"]
     if monitor is None:
         resolve_mode("loss", mode)  # checks mode
@@ -242,41 +268,14 @@ def draw_history(frame: pd.DataFrame, groups: dict[str, list[str]], monitor: str
         [[2.0, 0.2]]
     """
     require_matplotlib("plot_history")
-    from .figure import HistoryFigure
+    from .figure import LABEL_SIZE, subplot_grid
 
     x, xlabel = epoch_axis(frame)
-    columns = min(len(groups), _MAX_COLUMNS)
-    rows = math.ceil(len(groups) / columns)
-    size = (max(6.4, _CELL_INCHES[0] * columns), _CELL_INCHES[1] * rows)
-    if figure is None:
-        figure = HistoryFigure(figsize=size)
-    else:
-        figure.clear()
-        if isinstance(figure, HistoryFigure):
-            figure.set_size_inches(*size)
-    grid = figure.subplots(rows, columns, squeeze=False).ravel()
-    for unused in grid[len(groups):]:
-        figure.delaxes(unused)
-    for axes, (base, group) in zip(grid[:len(groups)], groups.items(), strict=True):
+    figure, grid = subplot_grid(figure, len(groups), title)
+    for axes, (base, group) in zip(grid, groups.items(), strict=True):
         _draw_group(axes, base, {column: _values(frame, column) for column in group}, x, monitor, mode)
-        axes.set_xlabel(xlabel)
-    if title is not None:
-        figure.suptitle(title)
-    if figure.get_layout_engine() is None:  # a user's figure with a layout engine keeps it
-        _set_margins(figure, rows, columns, title is not None)
+        axes.set_xlabel(xlabel, fontsize=LABEL_SIZE)
     return figure
-
-
-def _set_margins(figure: Figure, rows: int, columns: int, titled: bool) -> None:
-    width, height = figure.get_size_inches()
-    left, right, bottom, top, between_columns, between_rows = _MARGINS
-    top += _TITLE_INCHES if titled else 0.0
-    cell_width = (width - left - right - between_columns * (columns - 1)) / columns
-    cell_height = (height - bottom - top - between_rows * (rows - 1)) / rows
-    if cell_width <= 0 or cell_height <= 0:
-        return  # a figure too small for the margins: matplotlib's default spacing
-    figure.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                           wspace=between_columns / cell_width, hspace=between_rows / cell_height)
 
 
 def epoch_axis(frame: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -310,30 +309,71 @@ def _values(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def _draw_group(axes: Axes, base: str, curves: dict[str, np.ndarray], x: np.ndarray, monitor: str | None,
                 mode: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import LogFormatter, MaxNLocator
 
-    colors = {}
+    from .figure import SMALL_SIZE, TITLE_SIZE
+
+    colors, size = {}, _MARKER_SIZE if x.size <= _LONG_RUN else _LONG_MARKER_SIZE
     for column, values in curves.items():
         if base == LR:
             label, color = column, None
         else:
-            validation = column.startswith("val_") and column != base
-            label, color = (VALIDATION_LABEL, "C1") if validation else (TRAIN_LABEL, "C0")
-        gaps = bool(np.isnan(values).any())
-        (line,) = axes.plot(x, values, label=label, color=color, marker="o" if gaps else None, markersize=3)
+            label, color = (VALIDATION_LABEL, "C1") if _is_validation(column, base) else (TRAIN_LABEL, "C0")
+        (line,) = axes.plot(x, values, label=label, color=color, marker="o", markersize=size)
         colors[column] = line.get_color()
     best = None if monitor not in curves else best_epoch(x, curves[monitor], resolve_mode(monitor, mode))
     if monitor is not None and best is not None:
         epoch, value = best
-        axes.plot([epoch], [value], linestyle="none", marker="*", markersize=14, color=colors[monitor],
+        axes.plot([epoch], [value], linestyle="none", marker="*", markersize=12, color=colors[monitor],
                   markeredgecolor="black", zorder=3,
                   label=f"best {monitor} {format_value(monitor, value)} (epoch {epoch:g})")
     if base == LR:
         rates = np.concatenate(list(curves.values()))
         rates = rates[~np.isnan(rates)]
         if rates.size and (rates > 0).all() and rates.min() < rates.max():
-            axes.set_yscale("log")
-    axes.set_title(base)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.set_yscale("log")  # labels "2e-02", not the wider "2x10^-2" that the margin would clip
+            axes.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            axes.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    axes.set_label(base)
+    axes.set_title(subplot_title(base, curves, x, monitor, mode), fontsize=TITLE_SIZE)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if x.size:  # whole epochs, half an epoch (or 4% of the span) of room each side: one epoch is 0.5..1.5
+        low, high = float(np.nanmin(x)), float(np.nanmax(x))
+        room = max(0.5, 0.04 * (high - low))
+        axes.set_xlim(low - room, high + room)
+    axes.tick_params(which="both", labelsize=SMALL_SIZE)
     axes.grid(True, alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize=SMALL_SIZE)
+
+
+def subplot_title(base: str, curves: dict[str, np.ndarray], x: np.ndarray, monitor: str | None,
+                  mode: str = "auto") -> str:
+    """``base`` and its best value: the monitored column's if on this subplot, else validation's, else training's.
+
+    The learning rates have no best value unless monitored; all NaN: the base name alone.
+
+    Example:
+        >>> x = np.array([1.0, 2.0])
+        >>> subplot_title("loss", {"loss": np.array([0.5, 0.3]), "val_loss": np.array([0.6, 0.7])}, x, "val_loss")
+        'loss (best val 0.6000 at epoch 1)'
+        >>> subplot_title("acc", {"acc": np.array([0.5, 0.8])}, x, None)
+        'acc (best 0.8000 at epoch 2)'
+    """
+    if monitor in curves:
+        column, mode = monitor, resolve_mode(monitor, mode)
+    elif base == LR:
+        return base
+    else:
+        validation = [column for column in curves if _is_validation(column, base)]
+        column = next((c for c in validation if not np.isnan(curves[c]).all()), next(iter(curves)))
+        mode = resolve_mode(column, "auto")
+    best = best_epoch(x, curves[column], mode)
+    if best is None:
+        return base
+    epoch, value = best
+    which = "val " if _is_validation(column, base) else "train " if len(curves) > 1 and base != LR else ""
+    return f"{base} (best {which}{format_value(column, value)} at epoch {epoch:g})"
+
+
+def _is_validation(column: str, base: str) -> bool:
+    return column.startswith("val_") and column != base

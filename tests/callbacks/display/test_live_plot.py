@@ -48,9 +48,36 @@ class FileWatcher(Callback):
 
 
 def curves(figure):
-    """{(subplot title, label): (x, y)} of every line drawn."""
-    return {(axes.get_title(), line.get_label()): (line.get_xdata(), line.get_ydata())
+    """{(subplot label, line label): (x, y)} of every line drawn."""
+    return {(axes.get_label(), line.get_label()): (line.get_xdata(), line.get_ydata())
             for axes in figure.axes for line in axes.lines}
+
+
+def subplots(figure):
+    return [axes.get_label() for axes in figure.axes]
+
+
+def png_width(png):
+    return int.from_bytes(png[16:20], "big")  # the IHDR chunk: width, then height
+
+
+class CountingPlot(LivePlot):
+    """A LivePlot recording how many history rows each draw showed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.drawn = []
+
+    def _draw(self):
+        super()._draw()
+        self.drawn.append(len(self.figure.axes[0].lines[0].get_xdata()))
+
+
+@pytest.fixture
+def slow_draws(monkeypatch):
+    """perf_counter advances 1 s per call: each draw seems to take 1 s, so max_overhead=0.1 waits 10 s after it."""
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(live_plot, "time", SimpleNamespace(perf_counter=lambda: float(next(ticks))))
 
 
 def test_a_fit_writes_the_png_every_epoch_and_draws_the_history_exactly(tmp_path):
@@ -62,9 +89,9 @@ def test_a_fit_writes_the_png_every_epoch_and_draws_the_history_exactly(tmp_path
     assert watcher.listings == [["curves.png"]] * 3            # no temp file left beside it
     assert path.read_bytes() == png_bytes(live.figure)         # the file is the last figure
     drawn = curves(live.figure)
-    assert [axes.get_title() for axes in live.figure.axes] == ["loss", "mae", "lr"]
+    assert subplots(live.figure) == ["loss", "mae"]                # the lr never changed: no lr subplot
     columns = {("loss", "train"): "loss", ("loss", "validation"): "val_loss", ("mae", "train"): "mae",
-               ("mae", "validation"): "val_mae", ("lr", "lr"): "lr"}
+               ("mae", "validation"): "val_mae"}
     for (title, label), column in columns.items():
         np.testing.assert_array_equal(drawn[title, label][0], [1, 2, 3])
         np.testing.assert_array_equal(drawn[title, label][1], history[column].to_numpy())
@@ -72,6 +99,7 @@ def test_a_fit_writes_the_png_every_epoch_and_draws_the_history_exactly(tmp_path
     star = live.figure.axes[0].lines[-1]
     assert star.get_label().startswith("best val_loss ")    # fit has validation data: val_loss is watched
     assert star.get_xydata().tolist() == [[best + 1.0, history["val_loss"][best]]]
+    assert live.figure.axes[0].get_title() == f"loss (best val {history['val_loss'][best]:.4f} at epoch {best + 1})"
 
 
 def test_a_second_fit_continues_on_the_same_history_and_figure(tmp_path):
@@ -93,8 +121,8 @@ def test_the_metrics_selection_is_drawn_in_its_order(tmp_path):
     net, (x, y) = model(), data()
     live = LivePlot(path=tmp_path / "curves.png", metrics=["lr", "mae"])
     net.fit(x, y, batch_size=8, epochs=1, callbacks=[live], verbose=0)
-    assert [axes.get_title() for axes in live.figure.axes] == ["lr", "mae"]
-    assert [line.get_marker() for axes in live.figure.axes for line in axes.lines] == ["None", "None"]  # loss: no star
+    assert subplots(live.figure) == ["lr", "mae"]                  # named: lr drawn though constant
+    assert [line.get_marker() for axes in live.figure.axes for line in axes.lines] == ["o", "o"]  # loss: no star
 
 
 def test_nowhere_to_draw_warns_once_at_train_begin_and_does_nothing(tmp_path, monkeypatch):
@@ -195,21 +223,110 @@ def test_in_jupyter_one_image_output_is_updated_in_place(tmp_path):
     assert display_id in client._display_id_map                # it was displayed with a display id (updatable)
 
 
-def test_drawing_takes_at_most_max_overhead_of_the_time_and_the_last_epochs_are_drawn(monkeypatch):
-    from kerastorch.callbacks.display import live_plot
+def test_after_epoch_1_each_curve_is_one_visible_point_on_a_whole_epoch_axis(tmp_path):
+    net, (x, y) = model(), data()
+    live = LivePlot(path=tmp_path / "curves.png")
+    net.fit(x, y, batch_size=4, epochs=1, validation_data=(x, y), callbacks=[live], verbose=0)
+    for axes in live.figure.axes:
+        for line in axes.lines:
+            assert line.get_marker() not in ("", "None") and line.get_markersize() > 0
+            assert line.get_xdata().tolist() == [1]
+        assert axes.get_xlim() == (0.5, 1.5)
+        visible = [tick for tick in axes.get_xticks() if 0.5 <= tick <= 1.5]
+        assert visible == [1.0]                                    # not 0.95 .. 1.05
+    assert live.figure.axes[0].get_title().startswith("loss (best val ")
 
-    clock = iter([0.0, 1.0, 5.0, 12.0, 13.0, 15.0])  # perf_counter at each epoch end (and after each draw)
-    monkeypatch.setattr(live_plot, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    live = LivePlot(path="curves.png", max_overhead=0.1)
-    drawn = []
-    live._draw = lambda: drawn.append(epoch) or setattr(live, "_pending", False)
-    live._monitor = "loss"  # what on_train_begin decides; the clock starts here
-    for epoch in range(4):
-        live.on_epoch_end(epoch, {})
-    epoch = "end"
-    live.on_train_end()
-    # A 1 s draw at t=0 defers the next until t=10: epoch 1 (t=5) waits, epoch 2 (t=12) draws,
-    # epoch 3 (t=15, before 22) waits and is drawn when training ends.
-    assert drawn == [0, 2, "end"]
+
+def test_the_first_3_epochs_are_drawn_at_once_then_max_overhead_holds_draws_back(tmp_path, slow_draws):
+    net, (x, y) = model(), data()
+    live = CountingPlot(path=tmp_path / "curves.png", max_overhead=0.1)
+    net.fit(x, y, batch_size=8, epochs=6, callbacks=[live], verbose=0)
+    # Each draw takes 1 s of the fake clock: epochs 1-3 are drawn all the same; 4 and 5 come
+    # within the 10 s that draw 3 bought; 6 is drawn when training ends.
+    assert live.drawn == [1, 2, 3, 6]
+    drawn = curves(live.figure)
+    np.testing.assert_array_equal(drawn["loss", "train"][0], [1, 2, 3, 4, 5, 6])   # every epoch in the end
+    np.testing.assert_array_equal(drawn["loss", "train"][1], net.history["loss"].to_numpy())
+
+
+def test_every_epoch_is_drawn_without_max_overhead(tmp_path, slow_draws):
+    live = CountingPlot(path=tmp_path / "curves.png", max_overhead=None)
+    model().fit(*data(), batch_size=8, epochs=5, callbacks=[live], verbose=0)
+    assert live.drawn == [1, 2, 3, 4, 5]
+
+
+def test_a_second_fit_draws_its_first_3_epochs_at_once_too(tmp_path, slow_draws):
+    net, (x, y) = model(), data()
+    live = CountingPlot(path=tmp_path / "curves.png")
+    net.fit(x, y, batch_size=8, epochs=5, callbacks=[live], verbose=0)
+    net.fit(x, y, batch_size=8, epochs=5, callbacks=[live], verbose=0)
+    assert live.drawn == [1, 2, 3, 5, 6, 7, 8, 10]
+
+
+def interrupt_in_epoch_5():
+    def on_epoch_begin(epoch, logs=None):
+        if epoch == 4:
+            raise KeyboardInterrupt("stopped in epoch 5")
+    return kt.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin)
+
+
+def test_an_interrupt_redraws_every_finished_epoch(tmp_path, slow_draws):
+    net, (x, y), path = model(), data(), tmp_path / "curves.png"
+    live = CountingPlot(path=path)
+    with pytest.raises(KeyboardInterrupt, match="stopped in epoch 5"):
+        net.fit(x, y, batch_size=8, epochs=8, validation_data=(x, y), callbacks=[live, interrupt_in_epoch_5()],
+                verbose=0)
+    assert live.drawn == [1, 2, 3, 4]                              # epoch 4, held back, drawn on the way out
+    drawn = curves(live.figure)
+    for label in ("train", "validation"):
+        np.testing.assert_array_equal(drawn["loss", label][0], [1, 2, 3, 4])
+    assert path.read_bytes() == png_bytes(live.figure)             # the file shows them too
+    assert os.listdir(tmp_path) == ["curves.png"]
+
+
+def test_an_interrupt_with_every_epoch_drawn_draws_nothing_more(tmp_path):
+    live = CountingPlot(path=tmp_path / "curves.png", max_overhead=None)
+    with pytest.raises(KeyboardInterrupt):
+        model().fit(*data(), batch_size=8, epochs=8, callbacks=[live, interrupt_in_epoch_5()], verbose=0)
+    assert live.drawn == [1, 2, 3, 4]
+
+
+def test_a_draw_failing_on_the_way_out_warns_and_the_fit_error_is_raised(tmp_path, slow_draws, monkeypatch):
+    live = LivePlot(path=tmp_path / "curves.png")
+    writes = []
+
+    def write(path, data):
+        writes.append(path)
+        if len(writes) > 3:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(live_plot, "_write_atomically", write)
+    with pytest.warns(RuntimeWarning, match=re.escape("LivePlot could not draw the finished epochs while fit ended "
+                                                      "with KeyboardInterrupt('stopped in epoch 5'): "
+                                                      "OSError('disk full')")), \
+            pytest.raises(KeyboardInterrupt, match="stopped in epoch 5"):
+        model().fit(*data(), batch_size=8, epochs=8, callbacks=[live, interrupt_in_epoch_5()], verbose=0)
+    assert len(writes) == 4
+
+
+def test_the_png_fits_a_notebook_column(tmp_path):
+    net, (x, y), path = model(), data(), tmp_path / "curves.png"
+    net.fit(x, y, batch_size=8, epochs=2, validation_data=(x, y), callbacks=[LivePlot(path=path)], verbose=0)
+    assert png_width(path.read_bytes()) <= 760
+
+
+def test_the_lr_subplot_shows_only_when_a_scheduler_changes_the_lr(tmp_path):
+    net, (x, y) = model(), data()
+    constant, scheduled = LivePlot(path=tmp_path / "a.png"), LivePlot(path=tmp_path / "b.png")
+    net.fit(x, y, batch_size=8, epochs=3, callbacks=[constant], verbose=0)
+    assert subplots(constant.figure) == ["loss", "mae"]
+    net = model()
+    schedule = kt.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))
+    net.fit(x, y, batch_size=8, epochs=3, callbacks=[schedule, scheduled], verbose=0)
+    assert subplots(scheduled.figure) == ["loss", "mae", "lr"]
+    np.testing.assert_allclose(curves(scheduled.figure)["lr", "lr"][1], [0.1, 0.05, 0.1 / 3])
+
+
+def test_max_overhead_must_be_a_fraction():
     with pytest.raises(ValueError, match=r"`max_overhead` must be a fraction in \(0, 1\] or None"):
         LivePlot(path="curves.png", max_overhead=0)

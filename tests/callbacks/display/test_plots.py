@@ -34,6 +34,14 @@ def lines_of(axes):
     return {line.get_label(): (line.get_xdata(), line.get_ydata()) for line in axes.lines}
 
 
+def subplots(figure):
+    return [axes.get_label() for axes in figure.axes]
+
+
+def png_width(png):
+    return int.from_bytes(png[16:20], "big")  # the IHDR chunk: width, then height
+
+
 def test_the_drawn_lines_are_the_history_columns_exactly():
     frame = history()
     figure = plot_history(frame)
@@ -53,37 +61,89 @@ def test_the_drawn_lines_are_the_history_columns_exactly():
 def test_one_subplot_per_base_metric_and_epoch_is_not_drawn():
     figure = plot_history(history())
     assert isinstance(figure, HistoryFigure)
-    assert [axes.get_title() for axes in figure.axes] == ["loss", "acc", "lr"]
+    assert subplots(figure) == ["loss", "acc", "lr"]
+    assert [axes.get_title() for axes in figure.axes] == ["loss (best val 0.6500 at epoch 6)",
+                                                          "acc (best val 0.7200 at epoch 6)", "lr"]
     assert [axes.get_xlabel() for axes in figure.axes] == ["epoch"] * 3
     labels = [line.get_label() for axes in figure.axes for line in axes.lines]
     assert labels == ["train", "validation", "best val_loss 0.6500 (epoch 6)", "train", "validation", "lr"]
     assert [axes.get_legend() is not None for axes in figure.axes] == [True, True, True]
 
 
-def test_curves_with_gaps_get_point_markers_so_isolated_values_show():
+def test_every_curve_has_a_marker_per_epoch_so_one_epoch_and_isolated_values_show():
     drawn = {line.get_label(): line.get_marker() for line in plot_history(history()).axes[0].lines}
-    assert drawn["train"] == "None" and drawn["validation"] == "o"
+    assert drawn == {"train": "o", "validation": "o", "best val_loss 0.6500 (epoch 6)": "*"}
+    axes = plot_history(pd.DataFrame({"epoch": [1], "loss": [0.5], "val_loss": [0.6]})).axes[0]
+    assert [(line.get_marker(), line.get_xdata().tolist()) for line in axes.lines[:2]] == [("o", [1]), ("o", [1])]
+    assert axes.get_xlim() == (0.5, 1.5) and [tick for tick in axes.get_xticks() if 0.5 <= tick <= 1.5] == [1]
+
+
+def test_long_runs_get_smaller_markers_and_a_padded_axis():
+    axes = plot_history(pd.DataFrame({"loss": np.linspace(1, 0, 100)})).axes[0]
+    assert axes.lines[0].get_markersize() == 1.5 and axes.get_xlim() == (1 - 3.96, 100 + 3.96)
+    assert plot_history(pd.DataFrame({"loss": np.linspace(1, 0, 60)})).axes[0].lines[0].get_markersize() == 3
+
+
+@pytest.mark.parametrize(("monitor", "mode", "titles"), [
+    (None, "auto", ["loss (best val 0.6500 at epoch 6)", "acc (best val 0.7200 at epoch 6)"]),
+    ("loss", "auto", ["loss (best train 0.5000 at epoch 7)", "acc (best val 0.7200 at epoch 6)"]),
+    ("val_acc", "min", ["loss (best val 0.6500 at epoch 6)", "acc (best val 0.5500 at epoch 4)"]),
+])
+def test_each_title_holds_the_best_value_of_the_monitor_else_of_validation(monitor, mode, titles):
+    figure = plot_history(history(), ["loss", "acc"], monitor=monitor, mode=mode)
+    assert [axes.get_title() for axes in figure.axes] == titles
+
+
+def test_titles_of_training_only_and_monitored_lr_subplots():
+    frame = pd.DataFrame({"loss": [0.4, 0.3, 0.35], "acc": [0.5, 0.7, 0.6], "lr": [0.1, 0.01, 0.001]})
+    assert [axes.get_title() for axes in plot_history(frame).axes] == [
+        "loss (best 0.3000 at epoch 2)", "acc (best 0.7000 at epoch 2)", "lr"]
+    assert plot_history(frame, monitor="lr").axes[2].get_title() == "lr (best 0.001 at epoch 3)"
+
+
+@pytest.mark.parametrize("metrics", [["acc"], ["acc", "auc", "mae"]])
+def test_the_figure_is_at_most_760_px_wide_two_subplots_a_row(metrics):
+    columns = {"epoch": [1, 2, 3], "loss": [0.9, 0.5, 0.4], "val_loss": [1.0, 0.6, 0.7]}
+    for name in metrics:
+        columns.update({name: [0.5, 0.6, 0.7], f"val_{name}": [0.4, 0.5, 0.6]})
+    figure = plot_history(pd.DataFrame(columns))
+    assert len(figure.axes) == 1 + len(metrics)
+    assert png_width(figure._repr_png_()) <= 760
+    assert len({axes.get_position().x0 for axes in figure.axes}) == 2                      # two columns,
+    assert len({axes.get_position().y0 for axes in figure.axes}) == (len(metrics) + 2) // 2  # wrapping into rows
+    assert figure.axes[0].title.get_fontsize() >= 10 and figure.axes[0].xaxis.label.get_fontsize() >= 9
 
 
 def test_the_lr_subplot_is_log_scaled_when_positive_and_varying_else_linear():
     assert [axes.get_yscale() for axes in plot_history(history()).axes] == ["linear", "linear", "log"]
     constant = pd.DataFrame({"loss": [1.0, 0.5], "lr": [0.1, 0.1]})
-    assert plot_history(constant).axes[1].get_yscale() == "linear"
+    assert plot_history(constant, ["loss", "lr"]).axes[1].get_yscale() == "linear"
     with_zero = pd.DataFrame({"loss": [1.0, 0.5], "lr": [0.1, 0.0]})
     assert plot_history(with_zero).axes[1].get_yscale() == "linear"
+
+
+def test_a_constant_lr_gets_no_subplot_unless_named_monitored_or_alone():
+    constant = pd.DataFrame({"loss": [1.0, 0.5, 0.4], "lr": [0.1, 0.1, NAN], "head_lr": [0.01, 0.01, 0.01]})
+    assert subplots(plot_history(constant)) == ["loss"]
+    assert subplots(plot_history(constant, ["loss", "lr"])) == ["loss", "lr"]
+    assert subplots(plot_history(constant, monitor="lr")) == ["loss", "lr"]
+    assert subplots(plot_history(pd.DataFrame({"lr": [0.1, 0.1]}))) == ["lr"]
+    one_group_changes = constant.assign(head_lr=[0.01, 0.01, 0.001])
+    assert subplots(plot_history(one_group_changes)) == ["loss", "lr"]
 
 
 def test_learning_rates_of_parameter_groups_share_the_lr_subplot_labelled_by_column():
     frame = pd.DataFrame({"loss": [1.0, 0.5], "lr": [0.1, 0.05], "head_lr": [0.01, 0.005]})
     figure = plot_history(frame)
-    assert [axes.get_title() for axes in figure.axes] == ["loss", "lr"]
+    assert subplots(figure) == ["loss", "lr"]
     assert list(lines_of(figure.axes[1])) == ["lr", "head_lr"]
 
 
 def test_without_an_epoch_column_x_is_1_to_n_and_a_val_only_metric_gets_its_own_subplot():
     frame = pd.DataFrame({"loss": [0.4, 0.3, 0.35], "val_f1": [0.2, 0.6, 0.5]})
     figure = plot_history(frame)
-    assert [axes.get_title() for axes in figure.axes] == ["loss", "f1"]
+    assert subplots(figure) == ["loss", "f1"]
+    assert figure.axes[1].get_title() == "f1 (best val 0.6000 at epoch 2)"  # f1: max
     np.testing.assert_array_equal(lines_of(figure.axes[0])["train"][0], [1, 2, 3])
     assert list(lines_of(figure.axes[1])) == ["validation"]
     star = figure.axes[0].lines[-1]  # no val_loss: the best loss is starred
@@ -129,10 +189,10 @@ def test_ties_star_the_first_best_epoch():
 
 def test_metrics_selects_and_orders_the_subplots():
     figure = plot_history(history(), ["lr", "loss"])
-    assert [axes.get_title() for axes in figure.axes] == ["lr", "loss"]
+    assert subplots(figure) == ["lr", "loss"]
     assert [line.get_label() for line in figure.axes[1].lines] == ["train", "validation",
                                                                    "best val_loss 0.6500 (epoch 6)"]
-    assert [axes.get_title() for axes in plot_history(history(), "acc").axes] == ["acc"]  # one name; no star
+    assert subplots(plot_history(history(), "acc")) == ["acc"]  # one name; no star
 
 
 def test_a_model_or_a_list_of_rows_is_plotted_like_its_frame():
@@ -158,9 +218,9 @@ def test_model_plot_history_delegates(tiny, binary_data):
 def test_redrawing_into_a_figure_clears_it_first():
     figure = plot_history(history())
     again = plot_history(pd.DataFrame({"loss": [1.0, 0.5]}), figure=figure)
-    assert again is figure and [axes.get_title() for axes in figure.axes] == ["loss"]
+    assert again is figure and subplots(figure) == ["loss"]
     assert len(figure.axes[0].lines) == 2  # train and the star, nothing left from the first draw
-    assert tuple(figure.get_size_inches()) == (6.4, 3.3)  # resized to one subplot
+    assert tuple(figure.get_size_inches()) == (5.0, 2.8)  # resized to one subplot
 
 
 def test_a_user_figure_keeps_its_size():
