@@ -28,6 +28,7 @@ from .engine import evaluate as evaluate_engine
 from .engine import execution
 from .engine import fit as fit_engine
 from .engine import predict as predict_engine
+from .engine.epochs import training_controls
 from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
@@ -285,7 +286,9 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
             initial_epoch: int = 0, steps_per_epoch: int | None = None, *,
             sample_weight: Any = None, dl_train: Any = None, dl_val: Any = None,
             log_step_freq: int | None = None, resume_from: Any = None,
-            trust_checkpoint: bool = False, plot: Any = "auto") -> pd.DataFrame:
+            trust_checkpoint: bool = False, plot: Any = "auto", validation_freq: Any = 1,
+            validation_steps: int | None = None, fast_dev_run: bool | int = False, overfit_batches: int = 0,
+            max_time: Any = None) -> pd.DataFrame:
         """Train; return ``model.history``: one row per epoch of every fit so far, epochs numbered on from the last.
 
         Args:
@@ -307,6 +310,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
             trust_checkpoint: allow checkpoints that need full unpickling (files you trust only).
             plot: a live loss/metrics figure (:class:`~kerastorch.callbacks.LivePlot`): "auto" draws it in notebooks
                 with matplotlib installed, True always, False never, a path writes it to that PNG each epoch.
+            validation_freq, validation_steps, fast_dev_run, overfit_batches, max_time: validation cadence,
+                limits and debug runs, see :func:`kerastorch.engine.epochs.training_controls`.
 
         Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
         the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
@@ -324,7 +329,9 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
                        validation_split=validation_split, shuffle=shuffle, initial_epoch=initial_epoch,
                        steps_per_epoch=steps_per_epoch, sample_weight=sample_weight, torchkeras_form=torchkeras_form,
                        resume_from=resume_from, trust_checkpoint=trust_checkpoint,
-                       custom_logs=compiling.may_log_custom_keys(self, Model, self._config), plot=plot)
+                       custom_logs=compiling.may_log_custom_keys(self, Model, self._config), plot=plot,
+                       controls=training_controls(validation_freq, validation_steps, max_time, fast_dev_run,
+                                                  overfit_batches))
         return torchkeras.history_frame(self.history) if torchkeras_form else self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
@@ -345,7 +352,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
                 callbacks: Sequence[Callback] | None = None) -> Any:
         """Model outputs for ``x`` on the CPU, concatenated over batches (tuples/dicts kept).
 
-        Eval mode, ``torch.inference_mode``; outputs move to the CPU in one copy at the end.
+        Eval mode, ``torch.inference_mode``; each batch's output goes to the CPU as it is made (into one
+        buffer when the sample count is known; pinned, with asynchronous copies, on CUDA).
 
         Example:
             >>> Model.wrap(nn.Linear(2, 3)).predict(torch.zeros(5, 2)).shape

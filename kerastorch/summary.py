@@ -211,6 +211,8 @@ def example_input(module: nn.Module, input_shape: Any = None, input_dtype: Any =
         >>> example_input(nn.Linear(3, 1), input_shape=(3,)).shape
         torch.Size([1, 3])
     """
+    if isinstance(input_data, int):  # torchkeras's batch size in the fourth place (see summary)
+        input_data = None
     inputs = _prepare_inputs(module, input_shape, input_dtype, input_data, 1, "cpu")
     detach = lambda t: t.detach().cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
     if isinstance(inputs, Mapping):

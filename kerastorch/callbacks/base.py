@@ -75,6 +75,8 @@ class Callback:
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
+    #: The callback writes files (checkpoints, logs): ``fit(fast_dev_run=...)`` leaves it out.
+    writes_files: bool = False
         self.params = params
 
     def set_session(self, session: Any) -> None:

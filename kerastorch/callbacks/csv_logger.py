@@ -42,6 +42,8 @@ class CSVLogger(Callback):
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError("`separator` must be a single character, e.g. ',' or ';'. "
                              f"Received: separator={separator!r}")
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
         self.filename = os.fspath(filename)
         self.sep = separator
         self.append = append

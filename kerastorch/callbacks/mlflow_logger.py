@@ -67,6 +67,8 @@ class MLflowLogger(Callback):
         ('best', None)
     """
 
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
     def __init__(self, experiment_name: str | None = None, run_name: str | None = None,
                  tracking_uri: str | None = None, log_models: Literal["best", "last", False] = False,
                  tags: dict[str, Any] | None = None) -> None:

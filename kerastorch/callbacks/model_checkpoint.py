@@ -60,6 +60,8 @@ class ModelCheckpoint(Callback):
         if self.schedule.per_epoch:
             check_template(self.filepath, self, "filepath")
         else:
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
             check_template(self.filepath, self, "filepath", keys=(), reason=(
                 f"but save_freq={self.schedule.save_freq} saves in the middle of epochs, where only {{epoch}} is "
                 "known. Use only {epoch} in the name, or save_freq='epoch'."))

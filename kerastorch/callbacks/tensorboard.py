@@ -85,6 +85,8 @@ class TensorBoard(Callback):
         self._graph_written = False
 
     def _writer(self, name: str) -> Any:
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
         writer = self._writers.get(name)
         if writer is None:
             writer = self._writers[name] = self._writer_class(log_dir=os.path.join(self.log_dir, name))

@@ -1,7 +1,9 @@
 """The engine: fit, evaluate and predict, each read top-down in its own module.
 
 * :mod:`.fit`: argument checks, data, callbacks, the epoch loop and the batch loop;
-* :mod:`.evaluate`, :mod:`.predict`: the other two entry points;
+* :mod:`.evaluate`, :mod:`.predict`: the other two entry points; :mod:`.outputs`: predict's output collector;
+* :mod:`.epochs`: fit's validation cadence, limits and debug runs; :mod:`.displays`: what fit shows;
+* :mod:`.execution`: ``self(x)`` inside a step goes through DDP / DataParallel / torch.compile and autocast;
 * :mod:`.step`: the optimizer step (backward, accumulation, penalty, clipping, scaler, LR);
 * :mod:`.logs`: step logs on the device, epoch logs read once;
 * :mod:`.session`: the per-call :class:`~.session.Session` and the model's :class:`~.session.FitRecord`;

@@ -64,12 +64,13 @@ def validation_source(validation_data: Any, batch_size: int | None, config: Comp
     return place(source, config.device, config.data_on_device, seed)
 
 
-def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dict[str, float]:
-    """Evaluate over ``source`` with ``model.test_step``; return the logs as floats (read once)."""
+def run_test(model: Any, session: Session, source: Any, prefix: str = "", steps: int | None = None) -> dict[str, float]:
+    """Evaluate over ``source`` (at most ``steps`` batches) with ``model.test_step``; return the logs as floats."""
     config, callbacks = cast("CompileConfig", session.config), session.callbacks  # compiled
     was_training = model.training
     model.eval()
-    accumulator = LogAccumulator(source_length(source))
+    length = source_length(source)
+    accumulator = LogAccumulator(length if steps is None or length is None else min(steps, length))
     for metric in config.metrics.values():
         metric.reset()
     device = config.device
@@ -92,6 +93,8 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "") -> dic
                 accumulator.add(index, logs, batch_size_of(batch))
                 for hook in batch_end:
                     hook(index, logs)
+                if steps is not None and index + 1 >= steps:
+                    break  # fit(validation_steps=...): also ends an endless validation stream
         logs = epoch_logs(config, accumulator, prefix)
     finally:
         model.train(was_training)

@@ -11,8 +11,6 @@ read once, at its end.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -20,18 +18,26 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch.utils.data import DataLoader
 
-from ..callbacks.base import CallbackList, as_callback_list
-from ..callbacks.display import EpochLine, EpochTable, ProgressBar, TorchkerasLogger
-from ..callbacks.display.environment import in_notebook, output_mode
+from ..callbacks.base import CallbackList
 from ..callbacks.history import History, order_logs
 from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..compiling import known_log_keys
-from ..data import TensorBatcher, adapt, batch_size_of, floating_dtype, move_to_device, place, split_validation
+from ..data import (
+    TensorBatcher,
+    adapt,
+    batch_size_of,
+    floating_dtype,
+    move_to_device,
+    place,
+    split_validation,
+)
 from ..data.scan import Finding, batch_holding, scan
-from ..distributed import any_rank, broadcast_int, is_rank_zero, launched_distributed
+from ..distributed import any_rank, broadcast_int, launched_distributed
 from ..optimizers import foreign_optimizer_message, frozen_model_message
+from .displays import live_plot_for, printers
+from .epochs import TrainingControls, callbacks_to_run, first_batches, stop_for_time
 from .evaluate import run_test, validation_source
 from .guards import (
     check_validation_source,
@@ -58,11 +64,15 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
         torchkeras_form: bool, log_step_freq: int | None, resume_from: Any, trust_checkpoint: bool,
-        custom_logs: bool, plot: Any = "auto") -> None:
-    """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys."""
+        custom_logs: bool, plot: Any = "auto", controls: TrainingControls | None = None) -> None:
+    """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys;
+    ``controls``: validation cadence, limits and debug runs (:func:`~kerastorch.engine.epochs.training_controls`)."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
-    plotter = live_plot_for(plot, verbose)
+    controls = TrainingControls() if controls is None else controls
+    plotter = [] if controls.fast_dev_run else live_plot_for(plot, verbose)
     epochs, initial_epoch = int(epochs), int(initial_epoch)  # NumPy integers too
+    if controls.fast_dev_run:
+        epochs = initial_epoch + 1
     steps_per_epoch, log_step_freq = plain_int(steps_per_epoch), plain_int(log_step_freq)
     float_dtype = floating_dtype(model)  # in-memory floating data is cast to what the layers compute in
     if config.foreign_parameters:
@@ -85,16 +95,23 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     val_source = validation_source(validation_data, batch_size, config, seed, float_dtype)
     if isinstance(train_source, TensorBatcher):  # export's default example input
         record.example_input = train_source.first_input()
+    if controls.overfit_batches:  # the same first batches, every epoch, for training and validation
+        train_source = val_source = first_batches(train_source, controls.overfit_batches)
     steps, capped = epoch_steps(train_source, steps_per_epoch, epochs - initial_epoch, config.grad_accum_steps)
+    if controls.fast_dev_run:
+        steps, capped = min(controls.fast_dev_run, steps or controls.fast_dev_run), True
     check_validation_source(val_source, epochs - initial_epoch)
     check_validation_targets(train_source, val_source)
     has_validation = val_source is not None
     callback_list = CallbackList(
-        [History(), *as_callback_list(callbacks), *_printers(verbose, torchkeras_form, log_step_freq), *plotter],
+        [*([] if controls.fast_dev_run else [History()]), *callbacks_to_run(callbacks, controls),
+         *printers(verbose, torchkeras_form, log_step_freq), *plotter],
         model=model,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
-                "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs})
+                "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs,
+                "validation_freq": controls.validation_freq})
     session = Session(config, record, callback_list, epochs)
+    session.controls = controls
     session.steps_capped = capped
     session.train_sizes = train_sizes(train_source)
     callback_list.set_session(session)
@@ -107,6 +124,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     was_training, outer_session = model.training, model._session
     model._session = session
     remove_guard = guard_batchnorm(model, train_source, capped)
+    kept = len(record.history_rows), record.epoch, record.global_step  # a fast_dev_run keeps nothing
     try:
         with signal_guard(session):
             run_epochs(model, session, train_source, val_source, initial_epoch, steps,
@@ -120,6 +138,9 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         model.train(was_training)
         model._session = outer_session
         session.accumulator = None
+        if controls.fast_dev_run:
+            del record.history_rows[kept[0]:]
+            record.epoch, record.global_step = kept[1], kept[2]
 
 
 def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
@@ -131,6 +152,8 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     callbacks.call("on_train_begin", None)
     start_epoch = resume(model, session, initial_epoch)
     session.epoch_base = _epoch_base(record, start_epoch)
+    controls = session.controls
+    controls.start()
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = config.ddp is not None and any_rank(steps != broadcast_int(cast(int, steps), config.device), config.device)
     for epoch in range(start_epoch, session.epochs):
@@ -142,13 +165,17 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
             accumulator = train_epoch(model, session, train_source, steps, train_step)
         if session.pending_signal is not None:
             raise_for_signal(session)  # saves interrupt checkpoints, then raises
+        if controls.time_up and not (steps is not None and len(accumulator.sizes) >= steps):
+            stop_for_time(session, epoch, len(accumulator.sizes), finished=False)  # saved as on an interrupt
+            break
         if train_source.exhausted and stop_for_exhausted_data(model, session, accumulator, steps, epoch):
             break  # a generator had no batch left for this epoch
         if _stopped_for_nonfinite(model, session, epoch, accumulator, train_source):
             break
         logs = epoch_logs(config, accumulator)
-        if val_source is not None:
-            logs.update(run_test(model, session, val_source, prefix="val_"))
+        if val_source is not None and controls.validates_after(epoch):  # else no val_* keys: NaN in the history
+            logs.update(run_test(model, session, val_source, prefix="val_",
+                                 steps=controls.validation_steps or controls.fast_dev_run or None))
         logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
         _step_epoch_scheduler(config, logs)
         session.logs = logs
@@ -161,7 +188,9 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
             write()
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
             model.stop_training = any_rank(model.stop_training, config.device)
-        if model.stop_training:
+        if controls.time_up:
+            stop_for_time(session, epoch, len(accumulator.sizes), finished=True)
+        if model.stop_training or controls.time_up:
             break
     callbacks.call("on_train_end", session.logs)
 
@@ -185,6 +214,8 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
     # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
     # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.
     capped, last = session.steps_capped, steps if steps is not None else -1
+    controls = session.controls
+    timed = controls.max_time is not None
     for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
         session.batch = index
         for hook in batch_begin:
@@ -208,7 +239,8 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
         # A signal waits for the end of a gradient-accumulation window, so the interrupt
         # checkpoint holds no partial gradients.
         if model.stop_training or (capped and index + 1 >= last) or \
-                (session.pending_signal is not None and session.update_now):
+                (session.pending_signal is not None and session.update_now) or \
+                (timed and session.update_now and controls.no_time_for_another_step(device)):
             break
     return accumulator
 
@@ -234,52 +266,6 @@ def _shuffle_generator(record: FitRecord, device: torch.device) -> torch.Generat
         record.generator = torch.Generator()
         record.generator.manual_seed(seed)
     return record.generator
-
-
-def _printers(verbose: Any, torchkeras_form: bool, log_step_freq: int | None) -> list:
-    if verbose == 0 or not is_rank_zero():
-        return []
-    if torchkeras_form:  # torchkeras prints a step dict every log_step_freq steps, every step by default
-        return [TorchkerasLogger(1 if log_step_freq is None else log_step_freq)]
-    if verbose == 2 or output_mode() == "plain":  # a log file gets whole lines, no bar
-        return [EpochLine()]
-    return [ProgressBar(), EpochTable()]
-
-
-def live_plot_for(plot: Any, verbose: Any) -> list:
-    """``fit(plot=...)`` as a list of at most one LivePlot (checked before anything runs).
-
-    "auto" (the default) draws in notebooks when matplotlib is installed and ``verbose`` is
-    not 0, as torchkeras 4 does; scripts get no figure unless asked (True or a PNG path).
-    """
-    if plot is False or plot is None or not is_rank_zero():
-        return []
-    if plot == "auto":
-        if verbose == 0 or not in_notebook():
-            return []
-        if importlib.util.find_spec("matplotlib") is None:
-            _say_once_no_matplotlib()
-            return []
-        plot = True
-    from ..callbacks.display.live_plot import LivePlot  # matplotlib loads only when a plot is asked for
-    if plot is True:
-        return [LivePlot()]
-    if isinstance(plot, (str, os.PathLike)):
-        return [LivePlot(path=plot)]
-    raise TypeError(f"`plot` must be 'auto', True, False or a PNG path. Received: plot={plot!r}")
-
-
-_SAID: set[str] = set()  # what was said once per process
-
-
-def _say_once_no_matplotlib() -> None:
-    """fit(plot="auto") in a notebook without matplotlib: said once per process, not at every fit."""
-    if "no matplotlib" not in _SAID:
-        _SAID.add("no matplotlib")
-        # _say_once <- live_plot_for <- engine fit <- guarded's run <- Model.fit <- the user's call
-        warnings.warn("fit(plot='auto') draws no live plot: matplotlib is not installed. Get it with `pip install "
-                      "kerastorch[notebook]` (widgets and plots), or pass plot=False to silence this.",
-                      UserWarning, stacklevel=6)
 
 
 def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:

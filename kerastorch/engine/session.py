@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..callbacks.base import CallbackList
+from .epochs import TrainingControls
 from .logs import LogAccumulator, running_logs
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Session:
         epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
             epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
         steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
+        controls: fit's validation cadence, limits and debug runs (:class:`~kerastorch.engine.epochs.TrainingControls`).
         data_findings: non-finite values found in fit's in-memory training data before the first step
             (:func:`kerastorch.data.scan.scan`), named by the non-finite-loss warning.
         step_autocast: the train step is user code run whole under autocast, so the optimizer step
@@ -102,6 +104,7 @@ class Session:
         self.steps_capped = False
         self.step_autocast = False
         self.data_findings: list[Any] = []
+        self.controls = TrainingControls()
 
     @property
     def epoch(self) -> int:

@@ -185,12 +185,12 @@ def test_auc_takes_one_hot_multiclass_targets_as_one_vs_rest_macro():
 def test_a_notebook_without_matplotlib_is_told_once_how_to_get_the_live_plot(monkeypatch):
     import importlib.util
 
-    import kerastorch.engine.fit as fit_module
+    import kerastorch.engine.displays as displays
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(fit_module, "in_notebook", lambda: True)  # the environment, not the code under test
+    monkeypatch.setattr(displays, "in_notebook", lambda: True)  # the environment, not the code under test
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib"
                         else real_find_spec(name, *a))
-    monkeypatch.setattr(fit_module, "_SAID", set())
+    monkeypatch.setattr(displays, "_SAID", set())
     model = kt.Model.wrap(nn.Linear(3, 1))
     model.compile("sgd", "mse", device="cpu")
     _, first = recorded(lambda: model.fit(*data(), verbose=2))

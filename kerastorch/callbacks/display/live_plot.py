@@ -84,6 +84,7 @@ class LivePlot(Callback):
             raise TypeError(f"`metrics` must be a list of metric names. Received: metrics={metrics!r}")
         self.monitor, self.mode, self.metrics = monitor, mode, metrics
         self.path = None if path is None else _check_path(path)
+        self.writes_files = self.path is not None  # fit(fast_dev_run=...) leaves a PNG writer out
         self.figure: Figure | None = None
         self._monitor: str | None = None  # set while a fit draws (None: not drawing)
         self._notebook = False
