@@ -1,4 +1,9 @@
-"""predict: the model's outputs over data, concatenated on the CPU (tuples and dicts kept)."""
+"""predict: the model's outputs over data, moved to the CPU batch by batch and joined (tuples and dicts kept).
+
+Each batch's output goes to the CPU as it is produced (:mod:`.outputs`), into one preallocated
+buffer per output tensor when the number of samples is known: the device holds one batch of
+outputs at a time, and the CPU about the outputs' size (not twice it, as joining at the end needs).
+"""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -8,9 +13,10 @@ import torch
 from ..callbacks.base import CallbackList, as_callback_list
 from ..callbacks.display import ProgressBar
 from ..checks import require_verbose
-from ..data import adapt, floating_dtype, move_to_device, source_length, tree_map
+from ..data import adapt, floating_dtype, move_to_device, source_length
 from ..distributed import is_rank_zero
 from .guards import raise_batch_error
+from .outputs import OutputCollector, expected_samples
 from .reentry import guarded
 from .session import FitRecord, Session
 
@@ -31,7 +37,8 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
     callback_list.set_session(session)
     was_training = model.training
     model.eval()
-    outputs: list[Any] = []
+    collector = OutputCollector(expected_samples(source))
+    collect = collector.add
     callback_list.call("on_predict_begin", None)
     batch_begin, batch_end = callback_list.on_predict_batch_begin, callback_list.on_predict_batch_end
     predict_step = model._step_runner("predict")
@@ -45,36 +52,16 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
                     output = predict_step(batch)
                 except Exception as err:
                     raise_batch_error(err, batch, model, "prediction", index)
-                outputs.append(output)
                 for hook in batch_end:
                     hook(index, {"outputs": output})
+                collect(output, index)  # to the CPU, asynchronously on CUDA (after the hooks: what they see)
     except BaseException as error:
         for close in callback_list.on_exception:  # displays close before the traceback prints
             close(error)
         raise
     finally:
         model.train(was_training)
-    if outputs and outputs[0] is None:
-        raise TypeError("The model's forward returned None, so predict() has no outputs to return. Received: "
-                        "output=None. Return the output at the end of forward(): `return self.layers(x)`.")
-    result = concatenate(outputs)
+    result = collector.result()
     callback_list.call("on_predict_end", None)
     return result
 
-
-def concatenate(outputs: list[Any]) -> Any:
-    """Concatenate per-batch outputs along dim 0, keeping tuple/list/dict structure, on the CPU.
-
-    Example:
-        >>> concatenate([torch.zeros(2, 3), torch.ones(1, 3)]).shape
-        torch.Size([3, 3])
-    """
-    first = outputs[0]
-    if isinstance(first, torch.Tensor):
-        # Outputs stay on the device during the loop; one copy to the host at the end.
-        return torch.cat(outputs).cpu() if first.dim() else torch.stack(outputs).cpu()  # host-sync: once, at the end
-    if isinstance(first, (tuple, list)):
-        return type(first)(concatenate([out[i] for out in outputs]) for i in range(len(first)))
-    if isinstance(first, dict):
-        return {key: concatenate([out[key] for out in outputs]) for key in first}
-    return tree_map(lambda v: v, outputs)
