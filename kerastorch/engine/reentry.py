@@ -142,6 +142,7 @@ def guarded(call: str) -> Callable[[_F], _F]:
     def decorate(function: _F) -> _F:
         @functools.wraps(function)
         def run(model: Any, config: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True  # noqa: F841  # IPython leaves this frame out of a notebook's traceback
             with entered(model, call) as inside_fit, isolated_metrics(config, inside_fit and call == "evaluate"):
                 return function(model, config, *args, **kwargs)
         return cast("_F", run)

@@ -4,42 +4,67 @@ While ``fit`` runs, SIGINT and SIGTERM only set ``session.pending_signal``;
 the batch loop ends the epoch early at the end of the current accumulation
 window, :func:`raise_for_signal` lets checkpoint callbacks write an interrupt
 checkpoint, and then raises. A second Ctrl-C interrupts at once.
+
+The ``KeyboardInterrupt`` the guard raises leaves its kerastorch frames behind: the
+traceback shows the user's ``fit`` call and the one-line message, not the batch loop.
 """
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .session import Session
 
 
-@contextlib.contextmanager
-def signal_guard(session: Session) -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into ``session.pending_signal``; restore the handlers after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+#: Marks the KeyboardInterrupts raised for a signal (their traceback is cut at the guard).
+_FROM_SIGNAL = "_kerastorch_signal"
 
-    def on_signal(signum: int, frame: Any) -> None:
+
+def signal_guard(session: Session) -> _SignalGuard:
+    """``with signal_guard(session):`` SIGINT/SIGTERM set ``session.pending_signal``; the handlers are restored after.
+
+    A ``KeyboardInterrupt`` raised for a signal leaves the guard with no traceback (the
+    engine's frames below it): what prints is the frames above, the user's, and the message.
+    """
+    return _SignalGuard(session)
+
+
+class _SignalGuard:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.session.pending_signal = None
+        for sig in self.previous:
+            signal.signal(sig, self._on_signal)
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        if self.previous:
+            self.session.pending_signal = None
+        if error is not None and getattr(error, _FROM_SIGNAL, False):
+            # The with statement re-raises ``error`` with the traceback it has now: none below this frame.
+            error.__traceback__ = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        session = self.session
         if signum == signal.SIGINT and session.pending_signal == "SIGINT":
             # A second Ctrl-C does not wait for the batch to end.
-            raise KeyboardInterrupt(f"Stopped at once by a second Ctrl-C {_where(session)}.")
+            raise _interrupt(f"Stopped at once by a second Ctrl-C {_where(session)}.") from None
         session.pending_signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
 
-    session.pending_signal = None
-    for sig in previous:
-        signal.signal(sig, on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        session.pending_signal = None
+
+def _interrupt(message: str) -> KeyboardInterrupt:
+    error = KeyboardInterrupt(message)
+    setattr(error, _FROM_SIGNAL, True)
+    return error
 
 
 def raise_for_signal(session: Session) -> None:
@@ -48,7 +73,7 @@ def raise_for_signal(session: Session) -> None:
     saved = [path for save in session.callbacks.save_interrupt_checkpoint if (path := save()) is not None]
     if received == "SIGTERM":
         raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports
-    raise KeyboardInterrupt(interruption_message(session, saved))
+    raise _interrupt(interruption_message(session, saved)) from None
 
 
 def _where(session: Session) -> str:

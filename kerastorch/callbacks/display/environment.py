@@ -60,3 +60,16 @@ def terminal_columns() -> int:
         True
     """
     return shutil.get_terminal_size((80, 24)).columns
+
+
+def terminal_rows() -> int:
+    """The terminal height (``LINES`` when set, else the terminal's, else 24; never 0).
+
+    tqdm draws nothing in a terminal that reports 0 rows (a pseudo-terminal nobody sized):
+    the bar is given this instead.
+
+    Example:
+        >>> terminal_rows() > 0
+        True
+    """
+    return shutil.get_terminal_size((80, 24)).lines

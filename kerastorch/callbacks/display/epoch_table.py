@@ -3,7 +3,8 @@
 * :class:`EpochTable` (``verbose=1``): in a terminal, rules around the header only and one
   line per epoch, sized to the terminal width; when the columns cannot fit even with
   shorter numbers, each epoch becomes a ``name: value`` line wrapped between values (never
-  inside one). In a notebook, one HTML table that grows in place.
+  inside one). In a notebook, one HTML table that grows in place. A ``time`` column gives
+  each epoch's seconds (a display column only: ``model.history`` has none).
 * :class:`EpochLine` (``verbose=2``, and ``verbose=1`` when stdout is a file or a pipe):
   ``Epoch 3/10 - 0.4s - loss: 0.1234 - val_loss: 0.2345``.
 
@@ -18,15 +19,18 @@ from typing import Any
 from ..base import Callback
 from .environment import in_notebook, terminal_columns
 
+#: The clock epoch times are read from (tests replace it).
+clock = time.perf_counter
+
 
 def format_value(key: str, value: Any, decimals: int = 4) -> str:
-    """Format one logged value: integers as is, the lr in %g, other floats to ``decimals``.
+    """Format one logged value: integers and text as they are, the lr in %g, other floats to ``decimals``.
 
     Example:
         >>> format_value("loss", 0.123456), format_value("lr", 0.001), format_value("epoch", 3)
         ('0.1235', '0.001', '3')
     """
-    if isinstance(value, int):
+    if isinstance(value, (int, str)):
         return str(value)
     if key == "lr" or key.endswith("_lr"):
         return f"{value:.3g}"
@@ -71,6 +75,16 @@ def wrap_parts(parts: list[str], columns: int, separator: str = " - ", indent: s
     return [*lines, line] if line else lines
 
 
+def format_seconds(seconds: float) -> str:
+    """An epoch's time as the table and the epoch line show it: tenths below 100 s, whole seconds above.
+
+    Example:
+        >>> format_seconds(0.43), format_seconds(99.94), format_seconds(1234.5)
+        ('0.4s', '99.9s', '1234s')
+    """
+    return f"{seconds:.1f}s" if seconds < 99.95 else f"{seconds:.0f}s"
+
+
 def epoch_parts(label: str, logs: dict[str, Any], decimals: int) -> list[str]:
     """``[label, "loss: 0.1234", ...]``: the pieces of an epoch line."""
     return [label, *(f"{k}: {format_value(k, v, decimals)}" for k, v in logs.items())]
@@ -82,7 +96,8 @@ class _Layout:
     def __init__(self, names: tuple[str, ...], cells: list[str], decimals: int) -> None:
         self.names, self.decimals = names, decimals
         narrowest = decimals + 2  # "0.1234": a value below 10 fits without widening the column
-        self.widths = [max(len(name), len(cell), narrowest) for name, cell in zip(names, cells, strict=True)]
+        self.widths = [max(len(name), len(cell), 5 if name == "time" else narrowest)  # "99.9s", "1234s"
+                       for name, cell in zip(names, cells, strict=True)]
 
     @property
     def width(self) -> int:
@@ -130,7 +145,7 @@ class _HtmlTable:
 
 
 class EpochTable(Callback):
-    """One row per epoch under a header printed once (again when the columns change).
+    """One row per epoch under a header printed once (again when the columns change), with the epoch's time.
 
     Args:
         decimals: digits after the point for floats (3 when the table would not fit otherwise).
@@ -149,15 +164,19 @@ class EpochTable(Callback):
         self._notebook = False
         self._rows: list[dict[str, Any]] = []
         self._handle: Any = None
+        self._start = 0.0
 
     def on_train_begin(self, logs=None):
         self._layout, self._rows, self._handle = None, [], None
         self._notebook = in_notebook()
         self._width = self.columns if self.columns is not None else terminal_columns()
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = clock()
+
     def on_epoch_end(self, epoch, logs=None):
         number = self.session.epoch_base + epoch + 1
-        row = {"epoch": number, **(logs or {})}
+        row = {"epoch": number, "time": format_seconds(clock() - self._start), **(logs or {})}
         if self._notebook:
             self._show_html(row)
         else:
@@ -187,7 +206,8 @@ class EpochTable(Callback):
             closing, self._layout = [self._layout.rule()], None
         else:
             closing = []
-        logs = {k: v for k, v in row.items() if k != "epoch"}
+        logs = {k: v for k, v in row.items() if k not in ("epoch", "time")}
+        label = f"{label} - {row['time']}" if "time" in row else label  # as the epoch line has it
         return [*closing, *wrap_parts(epoch_parts(label, logs, self.decimals), self._width)]
 
     def _show_html(self, row: dict[str, Any]) -> None:
@@ -214,10 +234,10 @@ class EpochLine(Callback):
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = clock()
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self._start
+        seconds = clock() - self._start
         base = self.session.epoch_base
-        label = f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)} - {seconds:.1f}s"
+        label = f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)} - {format_seconds(seconds)}"
         print(" - ".join(epoch_parts(label, logs or {}, self.decimals)), flush=True)

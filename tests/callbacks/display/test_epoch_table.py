@@ -1,9 +1,10 @@
 """The epoch table: compact, fitted to the terminal width (golden files at 80 and 160 columns), HTML in notebooks."""
+import os
 from pathlib import Path
 
 import pytest
 
-from kerastorch.callbacks.display import EpochTable
+from kerastorch.callbacks.display import EpochTable, epoch_table
 from kerastorch.callbacks.display.epoch_table import _HtmlTable, wrap_parts
 from kerastorch.engine.session import FitRecord, Session
 
@@ -18,14 +19,30 @@ def epoch_logs(epoch):
     return {**train, **val, "lr": 0.01 / 2 ** epoch}
 
 
-def run_table(table, epochs=3, base=0):
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    """Each read of the table's clock is 0.4 s after the one before: every epoch takes 0.4 s."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(epoch_table, "clock", lambda: 0.4 * next(ticks))
+
+
+def start(table, epochs, base=0):
     session = Session(None, FitRecord(), None, epochs)
     session.epoch_base = base
     table.set_params({"epochs": epochs})
     table.set_session(session)
     table.on_train_begin()
+
+
+def run_epoch(table, epoch, logs):
+    table.on_epoch_begin(epoch)
+    table.on_epoch_end(epoch, logs)
+
+
+def run_table(table, epochs=3, base=0):
+    start(table, epochs, base)
     for epoch in range(epochs):
-        table.on_epoch_end(epoch, epoch_logs(epoch))
+        run_epoch(table, epoch, epoch_logs(epoch))
     table.on_train_end()
 
 
@@ -34,31 +51,34 @@ def test_table_matches_the_golden_file_and_fits_the_width(capsys, monkeypatch, c
     monkeypatch.setenv("COLUMNS", str(columns))  # what shutil.get_terminal_size reads first
     run_table(EpochTable())
     out = capsys.readouterr().out
-    assert out == (GOLDEN / f"epoch_table_{columns}.txt").read_text()
+    golden = GOLDEN / f"epoch_table_{columns}.txt"
+    if os.environ.get("KERASTORCH_UPDATE_GOLDEN") == "1":  # then review the diff
+        golden.write_text(out)
+    assert out == golden.read_text()
     assert max(len(line) for line in out.splitlines()) <= columns
 
 
 def test_a_wide_terminal_gets_rules_around_the_header_only(capsys):
     table = EpochTable(columns=200)
-    table.set_params({"epochs": 40}), table.set_session(Session(None, FitRecord(), None, 40)), table.on_train_begin()
+    start(table, 40)
     for epoch in range(40):
-        table.on_epoch_end(epoch, {"loss": 0.5 - 0.01 * epoch, "val_loss": 0.6 - 0.01 * epoch, "lr": 0.001})
+        run_epoch(table, epoch, {"loss": 0.5 - 0.01 * epoch, "val_loss": 0.6 - 0.01 * epoch, "lr": 0.001})
     table.on_train_end()
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 + 40 + 1  # rule, header, rule, one line per epoch, closing rule
     assert [i for i, line in enumerate(lines) if line.startswith("+")] == [0, 2, 43]
-    assert lines[42] == "|     40 | 0.1100 |   0.2100 |  0.001 |"
+    assert lines[1] == "|  epoch |  time |   loss | val_loss |     lr |"
+    assert lines[42] == "|     40 |  0.4s | 0.1100 |   0.2100 |  0.001 |"
 
 
 def test_shorter_numbers_before_giving_up_the_table(capsys):
     logs = {"loss": 0.123456, "accuracy": 0.5, "val_loss": 0.2, "val_accuracy": 0.25, "lr": 0.001}
-    table = EpochTable(columns=63)  # 4 decimals need 65 columns, 3 decimals 62
-    session = Session(None, FitRecord(), None, 1)
-    table.set_params({"epochs": 1}), table.set_session(session), table.on_train_begin()
-    table.on_epoch_end(0, logs)
+    table = EpochTable(columns=71)  # 4 decimals need 74 columns, 3 decimals 70
+    start(table, 1)
+    run_epoch(table, 0, logs)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "| epoch |  loss | accuracy | val_loss | val_accuracy |    lr |"
-    assert lines[3] == "|     1 | 0.123 |    0.500 |    0.200 |        0.250 | 0.001 |"
+    assert lines[1] == "| epoch |  time |  loss | accuracy | val_loss | val_accuracy |    lr |"
+    assert lines[3] == "|     1 |  0.4s | 0.123 |    0.500 |    0.200 |        0.250 | 0.001 |"
 
 
 def test_epoch_numbers_continue_from_the_history(capsys):
@@ -69,13 +89,14 @@ def test_epoch_numbers_continue_from_the_history(capsys):
 
 def test_a_value_that_outgrows_its_column_reprints_the_header(capsys):
     table = EpochTable(columns=200)
-    table.set_params({"epochs": 2}), table.set_session(Session(None, FitRecord(), None, 2)), table.on_train_begin()
-    table.on_epoch_end(0, {"loss": 0.5})
-    table.on_epoch_end(1, {"loss": 123456.5})
+    start(table, 2)
+    run_epoch(table, 0, {"loss": 0.5})
+    run_epoch(table, 1, {"loss": 123456.5})
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["+--------+--------+", "|  epoch |   loss |", "+--------+--------+", "|      1 | 0.5000 |",
-                     "+--------+--------+", "+--------+-------------+", "|  epoch |        loss |",
-                     "+--------+-------------+", "|      2 | 123456.5000 |"]
+    assert lines == ["+--------+-------+--------+", "|  epoch |  time |   loss |", "+--------+-------+--------+",
+                     "|      1 |  0.4s | 0.5000 |", "+--------+-------+--------+",
+                     "+--------+-------+-------------+", "|  epoch |  time |        loss |",
+                     "+--------+-------+-------------+", "|      2 |  0.4s | 123456.5000 |"]
 
 
 def test_wrap_parts_breaks_between_values_only():
@@ -103,5 +124,6 @@ def test_notebook_table_is_one_html_table_updated_in_place(monkeypatch):
     assert [kind for kind, _ in shown] == ["display", "update", "update"]
     final = shown[-1][1]
     assert isinstance(final, _HtmlTable) and final._repr_html_().count("<tr>") == 4  # header + 3 epochs
-    assert "<td>0.8600</td>" in final._repr_html_()  # epoch 3's loss: 0.9 - 2 * 0.02
-    assert repr(final).splitlines()[3].startswith("|      1 |")
+    assert "<th>epoch</th><th>time</th><th>loss</th>" in final._repr_html_()
+    assert "<td>3</td><td>0.4s</td><td>0.8600</td>" in final._repr_html_()  # epoch 3's loss: 0.9 - 2 * 0.02
+    assert repr(final).splitlines()[3].startswith("|      1 |  0.4s |")

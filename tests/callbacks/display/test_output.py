@@ -1,14 +1,18 @@
-"""Printed output: plain lines when redirected, verbose=2 lines, the torchkeras form, silence, epoch numbers."""
+"""Printed output: plain lines when redirected, verbose=2 lines, the torchkeras form, silence, epoch numbers, Ctrl-C."""
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
+from kerastorch.callbacks import Callback, EpochTable
 from support import TinyNet
 
 REPO = Path(__file__).parents[3]
@@ -105,3 +109,42 @@ def test_seed_form_output_and_columns(capsys):
     assert out.count("{'step': 2, 'loss': 0.75}") == 2
     assert out.count("{'step': 4, 'loss': 0.625}") == 2
     assert "| epoch |  loss | val_loss |" in out and "|   2   | 0.700 |  0.700   |" in out
+
+
+def test_the_epoch_table_shows_each_epochs_time_and_the_history_has_none(capsys):
+    x, y = data()
+    model = fixed_model()
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[EpochTable(columns=200)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "|  epoch |  time |   loss |     lr |"
+    assert [re.fullmatch(r"\|      \d \| +\d+\.\ds \| 0\.7000 \|      0 \|", line) is not None
+            for line in lines[3:5]] == [True, True]
+    assert list(history.columns) == ["epoch", "loss", "lr"]
+
+
+class InterruptAtBatch2(Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_traceback_is_the_callers_frames_and_the_message():
+    x, y = data()
+    with pytest.raises(KeyboardInterrupt, match=r"^Training interrupted in epoch 1, batch 2 of 3;") as caught:
+        fixed_model().fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[InterruptAtBatch2()])
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert frames[0].name == "test_ctrl_c_traceback_is_the_callers_frames_and_the_message"
+    assert [f.name for f in frames if f.filename.endswith(("engine/fit.py", "engine/signals.py"))] == []
+    assert len(frames) <= 3  # the caller, Model.fit and its guard: not the batch loop
+    assert caught.value.__suppress_context__
+
+
+def test_a_keyboard_interrupt_raised_by_a_callback_keeps_its_traceback():
+    class Raise(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KeyboardInterrupt("mine")
+
+    x, y = data()
+    with pytest.raises(KeyboardInterrupt, match="^mine$") as caught:
+        fixed_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Raise()])
+    assert "on_train_batch_end" in [f.name for f in traceback.extract_tb(caught.value.__traceback__)]

@@ -1,4 +1,7 @@
 """The progress bar: ends at its true count, never failed on success, closed on errors, plain when redirected."""
+import os
+import signal
+import sys
 import warnings
 
 import pytest
@@ -21,11 +24,17 @@ class RecordingBar(text_tqdm):
         super().close()
 
 
+def use_output_mode(monkeypatch, mode):
+    """Make every kerastorch module that imported output_mode (the bar, fit's choice of printers) see ``mode``."""
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("kerastorch.") and hasattr(module, "output_mode"):
+            monkeypatch.setattr(module, "output_mode", lambda: mode)
+
+
 @pytest.fixture
 def bars(monkeypatch):
     CLOSED.clear()
-    monkeypatch.setattr(progress, "output_mode", lambda: "terminal")
-    monkeypatch.setattr("kerastorch.engine.fit.output_mode", lambda: "terminal")  # fit's choice of printers
+    use_output_mode(monkeypatch, "terminal")
     monkeypatch.setattr(progress, "_bar_class", lambda mode: RecordingBar)
     return CLOSED
 
@@ -68,6 +77,32 @@ def test_an_error_closes_the_bar_where_it_stopped(bars):
     assert len(bars) == 1 and bars[0][0] == "Epoch 1/2" and bars[0][2] == 10  # closed, not as finished
 
 
+def test_an_interrupted_bar_closes_at_the_batch_the_message_names(bars):
+    class Interrupt(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 4:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model, x, y = model_and_data()
+    with pytest.raises(KeyboardInterrupt, match=r"^Training interrupted in epoch 1, batch 5 of 10;"):
+        model.fit(x, y, batch_size=4, epochs=2, callbacks=[Interrupt()])
+    assert bars == [("Epoch 1/2", 5, 10)]  # the true count, not the last refresh's; below the total: failed
+
+
+def test_terminal_values_are_whole_pairs_that_fit_beside_the_bar():
+    pairs = ["loss=0.1234", "accuracy=0.9000", "mae=0.5000"]
+    assert progress.fit_pairs(pairs, None) == "loss=0.1234, accuracy=0.9000, mae=0.5000"
+    assert progress.fit_pairs(pairs, 45) == "loss=0.1234, accuracy=0.9000, mae=0.5000"  # 13 + 17 + 12 + 2 spare
+    assert progress.fit_pairs(pairs, 28) == "loss=0.1234, mae=0.5000"  # accuracy left out whole
+    assert progress.fit_pairs(pairs, 11) == ""
+    narrow = progress.text_bar_format("Epoch 1/2", 875, 78, wanted=200)
+    assert "{bar:20}" in narrow and "rate" not in narrow  # the bar keeps 20 characters; the rate makes room
+    wide = progress.text_bar_format("Epoch 1/2", 875, 158, wanted=25)
+    line = text_tqdm.format_meter(875, 875, 59, prefix="Epoch 1/2", bar_format=wide, unit="step",
+                                  postfix="loss=0.1234, mae=0.5000")
+    assert len(line) == 158  # the bar takes what the counters and the expected values leave
+
+
 def test_epoch_bars_number_epochs_as_the_history(bars):
     model, x, y = model_and_data()
     model.fit(x, y, batch_size=20, epochs=2, verbose=0)
@@ -100,7 +135,7 @@ def test_notebook_with_ipywidgets_gets_the_widget_bar(monkeypatch):
 
 
 def test_a_notebook_fit_keeps_one_bar_reset_each_epoch_and_finished_at_the_end(bars, monkeypatch):
-    monkeypatch.setattr(progress, "output_mode", lambda: "notebook")
+    use_output_mode(monkeypatch, "notebook")
     opened = []
     monkeypatch.setattr(progress, "_bar_class", lambda mode: opened.append(mode) or RecordingBar)
     monkeypatch.setattr("kerastorch.callbacks.display.epoch_table.in_notebook", lambda: False)
@@ -108,3 +143,32 @@ def test_a_notebook_fit_keeps_one_bar_reset_each_epoch_and_finished_at_the_end(b
     model.fit(x, y, batch_size=4, epochs=3)
     assert opened == ["notebook"]  # one widget for the whole fit
     assert bars == [("Epoch 3/3", 10, 10)]  # closed once, at its full count: a green bar
+
+
+def test_a_notebook_bar_leaves_its_final_line_as_the_saved_fallback(monkeypatch):
+    from tqdm.notebook import tqdm as notebook_tqdm
+    shown, updates = [], []
+
+    class Handle:
+        def update(self, data, raw=False):
+            updates.append((data, raw))
+
+    def display(obj, raw=False, display_id=False):
+        shown.append((obj, raw, display_id))
+        return Handle()
+
+    import IPython.display
+    monkeypatch.setattr(IPython.display, "display", display)
+    use_output_mode(monkeypatch, "notebook")
+    monkeypatch.setattr(progress, "_bar_class", lambda mode: notebook_tqdm)
+    monkeypatch.setattr("kerastorch.callbacks.display.epoch_table.in_notebook", lambda: False)
+    model, x, y = model_and_data()
+    model.fit(x, y, batch_size=4, epochs=2, plot=False)
+    [(first, raw, display_id)] = shown  # one widget for the fit, shown with a display id
+    assert raw and display_id is True and "0/10" in first["text/plain"]
+    [(final, raw)] = updates  # replaced once, when the bar closed
+    widget = "application/vnd.jupyter.widget-view+json"
+    assert raw and final[widget] == first[widget]  # live viewers keep the widget
+    assert final["text/plain"].startswith("Epoch 2/2: 100%|") and " 10/10 [" in final["text/plain"]
+    assert final["text/html"].startswith('<div class="kerastorch-progress">Epoch 2/2: 100% <progress value="10" '
+                                         'max="10"></progress> 10/10 [')
