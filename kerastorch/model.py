@@ -29,6 +29,7 @@ from .engine import execution
 from .engine import fit as fit_engine
 from .engine import predict as predict_engine
 from .engine.epochs import training_controls
+from .engine.on_batch import OnBatchSurface, keras_result
 from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from .metrics import Metric
 
 
-class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall, nn.Module):
+class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, execution.RoutedCall, nn.Module):
     """An ``nn.Module`` with Keras's training API; ``Model(net)`` wraps a module the torchkeras way.
 
     Example:
@@ -69,7 +70,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
         self._config: compiling.CompileConfig | None = None  # set by compile()
         self._record = FitRecord()                          # history, epoch, step count, shuffling
         self._session: Session | None = None                # the running fit's, for backward_and_step
-        self.stop_training = False
+        self.stop_training = self.stop_evaluating = self.stop_predicting = False  # set by callbacks, as in Keras
 
     @classmethod
     def wrap(cls, module: nn.Module) -> Model:
@@ -288,7 +289,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
             log_step_freq: int | None = None, resume_from: Any = None,
             trust_checkpoint: bool = False, plot: Any = "auto", validation_freq: Any = 1,
             validation_steps: int | None = None, fast_dev_run: bool | int = False, overfit_batches: int = 0,
-            max_time: Any = None) -> pd.DataFrame:
+            max_time: Any = None, class_weight: dict | None = None) -> pd.DataFrame:
         """Train; return ``model.history``: one row per epoch of every fit so far, epochs numbered on from the last.
 
         Args:
@@ -303,7 +304,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
             shuffle: reshuffle in-memory data every epoch.
             initial_epoch: epoch to start from (0-based).
             steps_per_epoch: cap on batches per epoch.
-            sample_weight: per-sample weights for in-memory data.
+            sample_weight: per-sample weights for in-memory data. class_weight: ``{class: weight}`` for this fit
+                (Keras's place; replaces compile's); a class left out weighs 1.
             dl_train, dl_val, log_step_freq: torchkeras's ``fit(epochs, dl_train, dl_val=None, log_step_freq=1)``.
             resume_from: a training checkpoint to continue from exactly (also mid-epoch), or
                 "auto": the newest valid one this fit's checkpoint callbacks wrote.
@@ -331,13 +333,13 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
                        resume_from=resume_from, trust_checkpoint=trust_checkpoint,
                        custom_logs=compiling.may_log_custom_keys(self, Model, self._config), plot=plot,
                        controls=training_controls(validation_freq, validation_steps, max_time, fast_dev_run,
-                                                  overfit_batches))
+                                                  overfit_batches), class_weight=class_weight)
         return torchkeras.history_frame(self.history) if torchkeras_form else self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
-                 sample_weight: Any = None) -> dict[str, float]:
-        """Loss and metrics over the data, exact over all samples: ``{"loss": ..., "acc": ...}``.
+                 sample_weight: Any = None, return_dict: bool = True) -> Any:
+        """Loss and metrics, exact over all samples: ``{"loss": ..., "acc": ...}`` (``return_dict=False``: Keras's list).
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
@@ -346,7 +348,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, execution.RoutedCall
         """
         config = compiled(self._config, "evaluate")
         logs = evaluate_engine.evaluate(self, config, self._record, x, y, batch_size, verbose, callbacks, sample_weight)
-        return torchkeras.evaluate_logs(logs) if config.torchkeras_form else logs
+        return torchkeras.evaluate_logs(logs) if config.torchkeras_form else keras_result(logs, return_dict)
 
     def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
                 callbacks: Sequence[Callback] | None = None) -> Any:

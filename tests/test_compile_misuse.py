@@ -41,6 +41,7 @@ def test_numpy_numbers_are_taken_for_clipping_and_accumulation():
 def test_class_weight_keys_must_be_class_indices():
     model, config = compiled()
     with pytest.raises(ValueError, match=r"`class_weight` must be a dict \{class_index: weight\} with integer "
-                                         r"keys >= 0\. Received: class_weight=\{'cat': 1\.0\}"):
+                                         r"keys >= 0 \(\"0\" and 0\.0 are read as 0\)\. Received: "
+                                         r"class_weight=\{'cat': 1\.0\}"):
         model.compile("sgd", "bce_with_logits", class_weight={"cat": 1.0}, device="cpu")
     assert model._config is config

@@ -28,6 +28,7 @@ needs ``steps_per_epoch`` (fit refuses otherwise).
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Iterator, Sized
 from typing import Any, cast
 
@@ -40,7 +41,7 @@ from ..checks import describe, plain_int, require_positive_int
 from ..distributed import launched_distributed
 from .batcher import TensorBatcher, num_samples
 from .indexed import IndexedLoader, index_batchable
-from .trees import tree_map
+from .trees import tree_leaves, tree_map
 
 DEFAULT_BATCH_SIZE = 32
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
@@ -105,6 +106,23 @@ def to_structure(value: Any, name: str, float_dtype: torch.dtype = torch.float32
     return to_tensor(value, name, float_dtype)
 
 
+_END = object()
+
+
+def _prepended(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    """``first`` then the rest of a generator, as one generator (closing it closes the user's, as before)."""
+    yield first
+    yield from rest
+
+
+def _batch_leaf(leaf: Any, float_dtype: torch.dtype) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return to_tensor(leaf, "a batch", float_dtype)
+    if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dtype != float_dtype:
+        return leaf.to(float_dtype)
+    return leaf
+
+
 class LoaderSource:
     """Wraps a DataLoader (or any iterable of batches) with an optional batch skip.
 
@@ -119,9 +137,11 @@ class LoaderSource:
 
     exhausted = False
 
-    def __init__(self, loader: Any, built_from: dict[str, Any] | None = None) -> None:
+    def __init__(self, loader: Any, built_from: dict[str, Any] | None = None,
+                 float_dtype: torch.dtype | None = None) -> None:
         self.loader = loader
         self.built_from = built_from
+        self.float_dtype = float_dtype  # batches' NumPy arrays and other floats become this (the model's)
         self.skip_batches = 0
         self.one_shot = isinstance(loader, Iterator)
         dataset = getattr(loader, "dataset", None)
@@ -140,7 +160,20 @@ class LoaderSource:
         for _ in range(self.skip_batches):
             next(iterator, None)
         self.skip_batches = 0
-        return iterator
+        return iterator if self.float_dtype is None else self._converted(iterator, self.float_dtype)
+
+    @staticmethod
+    def _converted(iterator: Iterator[Any], float_dtype: torch.dtype) -> Iterator[Any]:
+        """Batches as in-memory data is converted (NumPy arrays to tensors, floats to the model's dtype), decided
+        on the first batch: batches that need nothing pass through untouched, at no cost per batch."""
+        first = next(iterator, _END)
+        if first is _END:
+            return iter(())
+        batches = itertools.chain((first,), iterator)
+        if not any(isinstance(leaf, np.ndarray) or (isinstance(leaf, torch.Tensor) and leaf.is_floating_point()
+                                                     and leaf.dtype != float_dtype) for leaf in tree_leaves(first)):
+            return batches
+        return (tree_map(lambda leaf: _batch_leaf(leaf, float_dtype), batch) for batch in batches)
 
     def _continued(self) -> Iterator[Any]:
         # The same iterator, where the last epoch left it. Not `yield from`: closing this
@@ -231,16 +264,22 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool, generator: to
         if inspect.isgenerator(x) and inspect.getgeneratorstate(x) == inspect.GEN_CLOSED:
             raise ValueError(f"`{arg}` is a generator that is already exhausted (an earlier call used up its "
                              "batches). Create a new generator for this call.")
-        return LoaderSource(x)
+        if inspect.isgenerator(x) and inspect.getgeneratorstate(x) == inspect.GEN_CREATED:
+            first = next(x, _END)  # an empty generator is an error now, not an epoch without batches
+            if first is _END:
+                raise ValueError(f"`{arg}` is an empty generator: it yielded no batch. Make it yield (x, y) batches.")
+            x = _prepended(first, x)
+        return LoaderSource(x, float_dtype=float_dtype)
     if isinstance(x, IterableDataset):  # no length, no shuffling: a DataLoader batches it
         options: dict[str, Any] = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE}
-        return LoaderSource(DataLoader(**options), built_from=options)
+        return LoaderSource(DataLoader(**options), built_from=options, float_dtype=float_dtype)
     if isinstance(x, DataLoader) or not isinstance(x, Dataset):
         if batch_size is not None and isinstance(x, DataLoader):
             raise ValueError(f"`batch_size` must not be given when `{arg}` is a DataLoader: "
                              f"the DataLoader sets it. Received: batch_size={batch_size}")
         source: TensorBatcher | LoaderSource = \
-            IndexedLoader(x) if index_batchable(x) and not launched_distributed() else LoaderSource(x)
+            IndexedLoader(x, float_dtype) if index_batchable(x) and not launched_distributed() else \
+            LoaderSource(x, float_dtype=float_dtype)
         if source_length(source) == 0:
             raise ValueError(f"`{arg}` is empty: the DataLoader yields no batches.")
         return source
@@ -252,7 +291,7 @@ def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool, generator: to
         return TensorBatcher(arrays, batch_size or DEFAULT_BATCH_SIZE, shuffle, generator)
     options = {"dataset": x, "batch_size": batch_size or DEFAULT_BATCH_SIZE, "shuffle": shuffle,
                "generator": generator if shuffle else None}
-    return LoaderSource(DataLoader(**options), built_from=options)
+    return LoaderSource(DataLoader(**options), built_from=options, float_dtype=float_dtype)
 
 
 def split_validation(x: Any, y: Any, sample_weight: Any, fraction: float,

@@ -55,10 +55,13 @@ class IndexedLoader(TensorBatcher):
         [[0.0, 1.0], [2.0, 3.0]]
     """
 
-    def __init__(self, loader: DataLoader) -> None:
+    def __init__(self, loader: DataLoader, float_dtype: torch.dtype | None = None) -> None:
         shuffle = type(loader.sampler) is RandomSampler
         dataset = cast(TensorDataset, loader.dataset)  # index_batchable checked it
-        super().__init__(tuple(dataset.tensors), batch_size=loader.batch_size or 1, shuffle=shuffle)
+        # Floating tensors in the model's dtype, as in-memory data (one cast per call, not per batch).
+        tensors = tuple(t.to(float_dtype) if float_dtype is not None and t.is_floating_point() and
+                        t.dtype != float_dtype else t for t in dataset.tensors)
+        super().__init__(tensors, batch_size=loader.batch_size or 1, shuffle=shuffle)
         self.loader = loader
         self.drop_last = loader.drop_last
 

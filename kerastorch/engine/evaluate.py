@@ -74,6 +74,7 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "", steps:
     for metric in config.metrics.values():
         metric.reset()
     device = config.device
+    model.stop_evaluating = False
     callbacks.call("on_test_begin", None)
     batch_begin, batch_end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
     test_step = model._step_runner("test")
@@ -93,8 +94,8 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "", steps:
                 accumulator.add(index, logs, batch_size_of(batch))
                 for hook in batch_end:
                     hook(index, logs)
-                if steps is not None and index + 1 >= steps:
-                    break  # fit(validation_steps=...): also ends an endless validation stream
+                if (steps is not None and index + 1 >= steps) or model.stop_evaluating:
+                    break  # fit(validation_steps=...) (ends an endless stream too), or a callback, as in Keras
         logs = epoch_logs(config, accumulator, prefix)
     finally:
         model.train(was_training)

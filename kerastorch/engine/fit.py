@@ -64,7 +64,8 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         epochs: int, verbose: Any, callbacks: Any, validation_data: Any, validation_split: float,
         shuffle: bool, initial_epoch: int, steps_per_epoch: int | None, sample_weight: Any,
         torchkeras_form: bool, log_step_freq: int | None, resume_from: Any, trust_checkpoint: bool,
-        custom_logs: bool, plot: Any = "auto", controls: TrainingControls | None = None) -> None:
+        custom_logs: bool, plot: Any = "auto", controls: TrainingControls | None = None,
+        class_weight: Any = None) -> None:
     """See :meth:`kerastorch.Model.fit`; ``custom_logs``: a custom step or loss may log other keys;
     ``controls``: validation cadence, limits and debug runs (:func:`~kerastorch.engine.epochs.training_controls`)."""
     _check_fit_args(epochs, verbose, initial_epoch, steps_per_epoch, validation_split, log_step_freq)
@@ -123,6 +124,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     model.stop_training = False
     was_training, outer_session = model.training, model._session
     model._session = session
+    undo_class_weight = _use_class_weight(config, class_weight)
     remove_guard = guard_batchnorm(model, train_source, capped)
     kept = len(record.history_rows), record.epoch, record.global_step  # a fast_dev_run keeps nothing
     try:
@@ -134,6 +136,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
             close(error)
         raise
     finally:
+        undo_class_weight()
         remove_guard()
         model.train(was_training)
         model._session = outer_session
@@ -243,6 +246,16 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
                 (timed and session.update_now and controls.no_time_for_another_step(device)):
             break
     return accumulator
+
+
+def _use_class_weight(config: CompileConfig, class_weight: Any) -> Callable[[], None]:
+    """``fit(class_weight=...)`` for this fit only (compile's weights come back after it); else nothing."""
+    if class_weight is None:
+        return lambda: None
+    if config.loss is None:
+        raise ValueError("`class_weight` weighs the compiled loss, but no loss was compiled. "
+                         "Call compile(loss=...) first, or weigh the samples in your train_step.")
+    return config.loss.use_class_weight(class_weight)
 
 
 def _check_fit_args(epochs: Any, verbose: Any, initial_epoch: Any, steps_per_epoch: Any,

@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from ..compiling import CompileConfig
 
 
+def _device_of(logs: dict[str, Any]) -> torch.device:
+    """The device of the first tensor among a step's logs (the CPU when there is none)."""
+    return next((v.device for v in logs.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
+
+
 class LogAccumulator:
     """Per-step scalar logs kept on the device; epoch means read once.
 
@@ -48,8 +53,9 @@ class LogAccumulator:
         buffers = self.buffers
         for key, value in logs.items():
             buffer = buffers.get(key)
-            if buffer is None:
-                buffer = buffers[key] = self._new_buffer(value.device)
+            if buffer is None:  # a Python float (a custom step may log one, as in Keras) joins the tensors' device
+                device = value.device if isinstance(value, torch.Tensor) else _device_of(logs)
+                buffer = buffers[key] = self._new_buffer(device)
             try:
                 buffer[index] = value
             except IndexError:  # only past the end of a growable buffer (no cost until then)

@@ -39,6 +39,7 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
     model.eval()
     collector = OutputCollector(expected_samples(source))
     collect = collector.add
+    model.stop_predicting = False
     callback_list.call("on_predict_begin", None)
     batch_begin, batch_end = callback_list.on_predict_batch_begin, callback_list.on_predict_batch_end
     predict_step = model._step_runner("predict")
@@ -55,6 +56,8 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
                 for hook in batch_end:
                     hook(index, {"outputs": output})
                 collect(output, index)  # to the CPU, asynchronously on CUDA (after the hooks: what they see)
+                if model.stop_predicting:  # a callback ended it, as in Keras
+                    break
     except BaseException as error:
         for close in callback_list.on_exception:  # displays close before the traceback prints
             close(error)

@@ -50,9 +50,9 @@ def _refusal(call: str, active: list[tuple[str, threading.Thread]], me: threadin
         return (f"`{call}()` was called from thread {me.name!r} while `{name}()` is running on this model "
                 f"in thread {thread.name!r}. A model runs one call at a time: wait for `{name}()` to return "
                 f"(e.g. join that thread), or call `{call}()` on a copy (copy.deepcopy(model)).")
-    if call == "fit":
+    if call in ("fit", "train_on_batch"):
         running = " inside ".join(f"`{n}()`" for n, _ in reversed(active))
-        return (f"`fit()` was called while {running} is running on this model (from a callback). "
+        return (f"`{call}()` was called while {running} is running on this model (from a callback). "
                 "A model trains in one fit at a time: to train again, let the running fit return and call "
                 "fit() afterwards (stop it early with `self.model.stop_training = True`). evaluate() and "
                 "predict() may be called from callbacks.")
@@ -143,7 +143,8 @@ def guarded(call: str) -> Callable[[_F], _F]:
         @functools.wraps(function)
         def run(model: Any, config: Any, *args: Any, **kwargs: Any) -> Any:
             __tracebackhide__ = True  # noqa: F841  # IPython leaves this frame out of a notebook's traceback
-            with entered(model, call) as inside_fit, isolated_metrics(config, inside_fit and call == "evaluate"):
+            isolate = call in ("evaluate", "test_on_batch")
+            with entered(model, call) as inside_fit, isolated_metrics(config, inside_fit and isolate):
                 return function(model, config, *args, **kwargs)
         return cast("_F", run)
     return decorate

@@ -8,6 +8,7 @@ dict of components, and multi-output losses with weights.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
@@ -34,6 +35,38 @@ def _resolve_one(spec: Any) -> Callable:
                     f"Received: loss={describe(spec)}")
 
 
+def normalize_class_weight(class_weight: Any) -> dict[int, float] | None:
+    """``{class_index: weight}`` with int keys and float values; Keras's "0" and 0.0 keys too.
+
+    Example:
+        >>> normalize_class_weight({"0": 1, 1.0: 2.5})
+        {0: 1.0, 1: 2.5}
+    """
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, Mapping):
+        normalized = {}
+        for key, value in class_weight.items():
+            index = _class_index(key)
+            if index is None:
+                break
+            normalized[index] = float(value)
+        else:
+            return normalized
+    raise ValueError("`class_weight` must be a dict {class_index: weight} with integer keys >= 0 (\"0\" and 0.0 "
+                     f"are read as 0). Received: class_weight={class_weight!r}")
+
+
+def _class_index(key: Any) -> int | None:
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key)
+    if isinstance(key, float) and key.is_integer() and key >= 0:
+        return int(key)
+    if is_int(key) and key >= 0:
+        return int(key)  # NumPy integers (sklearn's compute_class_weight) as Python ints
+    return None
+
+
 class _SingleLoss:
     """One loss function with its checks, alignment and weighting."""
 
@@ -46,6 +79,11 @@ class _SingleLoss:
         self.align = False
         self.one_hot = False
         self._class_weight_table: torch.Tensor | None = None
+        self._classes = 0  # classes of the output, known from the first batch
+
+    def set_class_weight(self, class_weight: dict[int, float] | None) -> None:
+        """Use these class weights from the next batch on (``fit(class_weight=...)``); checked again."""
+        self.class_weight, self._class_weight_table, self.checked = class_weight, None, False
 
     @staticmethod
     def _unreduced_twin(fn: Callable) -> nn.Module | None:
@@ -73,7 +111,7 @@ class _SingleLoss:
             if isinstance(self.fn, first_batch.BINARY_LOSSES):
                 first_batch.check_binary(self.fn, self.name, y_pred, y_true)
         if self.class_weight is not None:
-            first_batch.check_class_weight(self.class_weight, y_pred)
+            self._classes = first_batch.check_class_weight(self.class_weight, y_pred)
             # one-hot (or soft) targets: the class of a sample is its target's argmax
             self.one_hot = y_true.is_floating_point() and y_true.shape == y_pred.shape and y_pred.dim() >= 2 \
                 and y_pred.shape[1] > 1
@@ -104,7 +142,7 @@ class _SingleLoss:
     def _class_weights(self, y_true: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self._class_weight_table is None or self._class_weight_table.device != like.device:
             class_weight = cast(dict, self.class_weight)  # only called with class weights
-            size = max(class_weight) + 1
+            size = max(max(class_weight) + 1, self._classes)  # a class left out weighs 1, as in Keras
             table = torch.ones(size, dtype=like.dtype, device=like.device)
             for cls, weight in class_weight.items():
                 table[cls] = weight
@@ -142,23 +180,46 @@ class LossComputer:
     """
 
     def __init__(self, loss: Any, loss_weights: Any = None, class_weight: dict | None = None) -> None:
-        if class_weight is not None and (not isinstance(class_weight, Mapping) or
-                                         not all(is_int(k) and k >= 0 for k in class_weight)):
-            raise ValueError("`class_weight` must be a dict {class_index: weight} with integer keys >= 0. "
-                             f"Received: class_weight={class_weight!r}")
-        if class_weight is not None:  # NumPy keys and values (sklearn's compute_class_weight) as Python numbers
-            class_weight = {int(key): float(value) for key, value in class_weight.items()}
+        class_weight = normalize_class_weight(class_weight)
         self.structure = "dict" if isinstance(loss, Mapping) else "list" if isinstance(loss, (list, tuple)) else None
-        specs = dict(loss) if self.structure == "dict" else \
-            {i: spec for i, spec in enumerate(loss)} if self.structure == "list" else {None: loss}
+        # A None in a list or dict of losses leaves that output untrained (Keras's rule).
+        specs = {k: v for k, v in loss.items() if v is not None} if self.structure == "dict" else \
+            {i: spec for i, spec in enumerate(loss) if spec is not None} if self.structure == "list" else {None: loss}
+        self.outputs = len(loss) if self.structure is not None else 1
+        keys = loss if self.structure == "dict" else range(self.outputs) if self.structure else ()
+        untrained = set(keys) - set(specs)
+        if not specs:
+            raise ValueError(f"`loss` must name at least one loss. Received: loss={loss!r}")
         self.losses = {key: _SingleLoss(spec, class_weight) for key, spec in specs.items()}
-        self.weights = self._resolve_weights(loss_weights)
+        self.weights = self._resolve_weights(loss_weights, untrained)
+        self.unweighted = self.structure is not None or self.weights[None] == 1.0  # a single loss's scalar weight
         first = next(iter(self.losses.values()))
         self.spec = loss if self.structure is None else None
         self.fn = first.fn
         self.checked = False
         #: checks run with the first batch's (output, target) too, e.g. the compiled metrics' (see compile)
         self.first_batch_checks: list[Callable[[Any, Any], None]] = []
+
+    def use_class_weight(self, class_weight: Any) -> Callable[[], None]:
+        """``fit(class_weight=...)``: these weights for one fit (Keras's place for them); returns the undo.
+
+        Example:
+            >>> lc = LossComputer("cross_entropy", class_weight={0: 1.0, 1: 3.0})
+            >>> undo = lc.use_class_weight({"1": 2}); lc.losses[None].class_weight
+            {1: 2.0}
+            >>> undo(); lc.losses[None].class_weight
+            {0: 1.0, 1: 3.0}
+        """
+        weights = normalize_class_weight(class_weight)
+        saved = [(single, single.class_weight) for single in self.losses.values()]
+        for single in self.losses.values():
+            single.set_class_weight(weights)
+
+        def undo() -> None:
+            for single, previous in saved:
+                single.set_class_weight(previous)
+
+        return undo
 
     def recheck(self) -> list[tuple[bool, bool, bool]]:
         """Check the next batch again (a new call brings new data); returns the state for :meth:`restore_checks`.
@@ -186,17 +247,21 @@ class LossComputer:
     def _check_first_batch(self, y_pred: Any, y_true: Any) -> None:
         self.checked = True
         if self.structure is not None:
-            _check_output_count(self.structure, self.losses, y_pred)
+            _check_output_count(self.structure, self.outputs, y_pred)
         elif isinstance(y_pred, torch.Tensor) and isinstance(y_true, torch.Tensor):
             for check in self.first_batch_checks:
                 check(y_pred, y_true)
 
-    def _resolve_weights(self, loss_weights: Any) -> dict[Any, float]:
+    def _resolve_weights(self, loss_weights: Any, untrained: set) -> dict[Any, float]:
         if loss_weights is None:
             return {key: 1.0 for key in self.losses}
         if self.structure is None:
-            raise ValueError("`loss_weights` needs a dict or list of losses (one per output).")
+            if isinstance(loss_weights, numbers.Real) and not isinstance(loss_weights, bool):
+                return {None: float(loss_weights)}  # a scalar weight of the single output's loss, as in Keras
+            raise ValueError("`loss_weights` for a single loss must be a number (its weight). Received: "
+                             f"loss_weights={loss_weights!r}")
         weights = dict(loss_weights) if isinstance(loss_weights, Mapping) else dict(enumerate(loss_weights))
+        weights = {key: value for key, value in weights.items() if key not in untrained}  # no loss: no weight
         if set(weights) != set(self.losses):
             raise ValueError(f"`loss_weights` must have the same keys as `loss`. Received: "
                              f"loss keys {sorted(map(str, self.losses))}, weight keys {sorted(map(str, weights))}")
@@ -210,16 +275,20 @@ class LossComputer:
     def __call__(self, y_pred: Any, y_true: Any,
                  sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.structure is None:
-            if self.checked:
+            if self.checked and self.unweighted:
                 return _split(self.losses[None](y_pred, y_true, sample_weight))
-            loss = _split(self.losses[None](y_pred, y_true, sample_weight))  # checks the loss's inputs first
-            self._check_first_batch(y_pred, y_true)
-            return loss
+            loss, parts = _split(self.losses[None](y_pred, y_true, sample_weight))  # checks the loss's inputs first
+            if not self.checked:
+                self._check_first_batch(y_pred, y_true)
+            return (loss if self.unweighted else loss * self.weights[None]), parts
         if not self.checked:
             self._check_first_batch(y_pred, y_true)
         total, components = None, {}
+        # One trained output of several (the others' losses None): a single target is that output's (Keras).
+        whole_target = len(self.losses) == 1 and isinstance(y_true, torch.Tensor)
         for key, single in self.losses.items():
-            value, parts = _split(single(_pick(y_pred, key, "output"), _pick(y_true, key, "target"), sample_weight))
+            target = y_true if whole_target else _pick(y_true, key, "target")
+            value, parts = _split(single(_pick(y_pred, key, "output"), target, sample_weight))
             name = key if self.structure == "dict" else f"output_{key}"
             components[f"{name}_loss"] = value.detach()
             components.update({f"{name}_{k}": v for k, v in parts.items()})
@@ -228,14 +297,14 @@ class LossComputer:
         return cast(torch.Tensor, total), components  # a structure has at least one loss
 
 
-def _check_output_count(structure: str, losses: dict, y_pred: Any) -> None:
+def _check_output_count(structure: str, outputs: int, y_pred: Any) -> None:
     """A list of losses needs a tuple/list output with exactly that many entries (an output without a loss is
     an error: it would never be trained); a dict of losses needs its keys in the output (other keys are allowed,
     as in Keras: outputs without a loss)."""
     if y_pred is None:
         first_batch.check_output(None, "per output", None, None)
-    if structure == "list" and isinstance(y_pred, (tuple, list)) and len(y_pred) != len(losses):
-        raise ValueError(f"The model returned {len(y_pred)} outputs but {len(losses)} losses were compiled. "
+    if structure == "list" and isinstance(y_pred, (tuple, list)) and len(y_pred) != outputs:
+        raise ValueError(f"The model returned {len(y_pred)} outputs but {outputs} losses were compiled. "
                          f"Received: output {first_batch.describe_structure(y_pred)}. Compile one loss per "
                          "output (loss=[...] in the order forward returns them), or return fewer outputs.")
 

@@ -112,16 +112,15 @@ def warn_if_probabilities(name: str, y_pred: torch.Tensor) -> None:
                       "with nn.LogSoftmax(dim=1) and use loss='nll'.", UserWarning, stacklevel=2)
 
 
-def check_class_weight(class_weight: dict[int, float], y_pred: torch.Tensor) -> None:
-    """``class_weight`` has exactly one key per class of the output (Keras's rule)."""
+def check_class_weight(class_weight: dict[int, float], y_pred: torch.Tensor) -> int:
+    """``class_weight`` names only classes of the output; a class left out weighs 1 (Keras's rule).
+
+    Returns the number of classes of the output.
+    """
     classes = y_pred.shape[1] if y_pred.dim() >= 2 and y_pred.shape[1] > 1 else 2
-    missing = [c for c in range(classes) if c not in class_weight]
     extra = sorted(k for k in class_weight if k >= classes)
-    if not missing and not extra:
-        return
-    problems = ([f"no weight for class(es) {missing}"] if missing else []) + \
-        ([f"key(s) {extra} are not classes of this output"] if extra else [])
-    raise ValueError(f"`class_weight` must have one weight per class of the output: keys 0 to {classes - 1} "
-                     f"({classes} classes for output shape {tuple(y_pred.shape)}). Received keys "
-                     f"{sorted(class_weight)}: {'; '.join(problems)}. Give every class a weight (1.0 leaves a "
-                     "class as it is).")
+    if not extra:
+        return classes
+    raise ValueError(f"`class_weight` keys must be classes of the output: 0 to {classes - 1} ({classes} classes for "
+                     f"output shape {tuple(y_pred.shape)}). Received keys {sorted(class_weight)}: key(s) {extra} are "
+                     "not classes of this output. A class left out weighs 1.")

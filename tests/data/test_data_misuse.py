@@ -225,15 +225,26 @@ def test_integer_inputs_into_float_layers_say_cast():
     assert_unchanged(model, before)
 
 
-def test_a_dataloader_of_float64_batches_says_cast_in_the_dataset():
-    model = model_()
-    model.fit(X, Y, batch_size=6, verbose=0)
-    before = snapshot(model)
-    loader = DataLoader(TensorDataset(X.double(), Y), batch_size=6)
-    with pytest.raises(TypeError, match=r"input is torch.float64.*Cast the batches to torch.float32 in your "
-                                        r"Dataset or collate_fn"):
-        model.fit(loader, verbose=0)
-    assert_unchanged(model, before)
+def test_float64_batches_from_a_dataloader_are_cast_to_the_model_dtype_as_in_memory_data():
+    """Keras casts them (keras/src/trainers/data_adapters/torch_data_loader_adapter_test.py); so does kerastorch,
+    for a DataLoader over a TensorDataset (cast once per call) and over any other Dataset (per batch)."""
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(X)
+
+        def __getitem__(self, i):
+            return X[i].double(), Y[i].double()
+
+    results = []
+    for loader in (DataLoader(TensorDataset(X, Y), batch_size=6), DataLoader(TensorDataset(X.double(), Y.double()),
+                                                                              batch_size=6),
+                   DataLoader(Pairs(), batch_size=6)):
+        torch.manual_seed(0)
+        model = model_()
+        model.fit(loader, verbose=0, shuffle=False)
+        results.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for other in results[1:] for a, b in zip(results[0], other))
 
 
 # ---------------------------------------------------------------- refusals of one-shot data

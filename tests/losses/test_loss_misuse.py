@@ -223,22 +223,23 @@ def test_a_user_loss_function_may_take_several_outputs():
 
 
 # ---------------------------------------------------------------- item 4: class weights
-def test_class_weight_missing_a_class_is_refused_before_any_step():
+def test_class_weight_may_leave_a_class_out_which_weighs_one_as_in_keras():
     torch.manual_seed(0)
     model = kt.Model.wrap(nn.Linear(4, 3))
-    model.compile("adam", "cross_entropy", class_weight={0: 1.0, 1: 2.0}, device="cpu")
-    before = snapshot(model)
-    with pytest.raises(ValueError, match=r"`class_weight` must have one weight per class.*keys 0 to 2 \(3 classes"
-                                         r".*Received keys \[0, 1\]: no weight for class\(es\) \[2\]"):
-        model.fit(torch.randn(8, 4), torch.arange(8) % 3, verbose=0)
-    assert_unchanged(model, before)
+    model.compile("sgd", "cross_entropy", optimizer_kwargs={"lr": 0.0}, device="cpu")
+    x, y = torch.randn(8, 4), torch.arange(8) % 3
+    history = model.fit(x, y, batch_size=8, verbose=0, class_weight={"0": 1.0, 1.0: 2.0})  # Keras's key forms too
+    per_sample = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+    weights = torch.tensor([1.0, 2.0, 1.0])[y]  # class 2 left out: weight 1
+    assert history["loss"].iloc[0] == pytest.approx(((per_sample * weights).sum() / 8).item(), rel=1e-6)
 
 
 def test_class_weight_with_a_key_beyond_the_classes_is_refused():
     model = kt.Model.wrap(nn.Linear(4, 1))
     model.compile("adam", "bce_with_logits", class_weight={0: 1.0, 1: 2.0, 2: 3.0}, device="cpu")
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"keys 0 to 1 \(2 classes.*key\(s\) \[2\] are not classes"):
+    with pytest.raises(ValueError, match=r"keys must be classes of the output: 0 to 1 \(2 classes.*key\(s\) \[2\] "
+                                         r"are not classes"):
         model.fit(torch.randn(8, 4), torch.ones(8, 1), verbose=0)
     assert_unchanged(model, before)
 
