@@ -1,11 +1,13 @@
-"""`import kerastorch` stays cheap: pandas, torchinfo, prettytable, matplotlib and IPython load when first needed."""
+"""`import kerastorch` stays cheap: pandas, torchinfo, prettytable, matplotlib and IPython load when first needed,
+and the optional extras (MLflow, ONNX, Hugging Face, scikit-learn) only where used."""
 import subprocess
 import sys
 
 
 def test_import_kerastorch_does_not_import_the_heavy_display_packages():
     code = ("import sys, torch; import kerastorch; "
-            "print(sorted({'pandas', 'torchinfo', 'prettytable', 'matplotlib', 'IPython'} & set(sys.modules)))")
+            "print(sorted({'pandas', 'torchinfo', 'prettytable', 'matplotlib', 'IPython', 'mlflow', 'onnx', "
+            "'onnxruntime', 'onnxscript', 'transformers', 'datasets', 'sklearn', 'tensorboard'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
