@@ -9,7 +9,6 @@ a :class:`~kerastorch.engine.session.FitRecord` (``_record``).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +17,9 @@ from torch import nn
 
 from . import compiling
 from .callbacks.base import Callback
-from .checkpointing import atomic_save, compatibility
-from .checkpointing.training_state import capture
-from .checks import compiled, reject_unknown_arguments, require_compiled, reraise_with
+from .checks import compiled, reject_unknown_arguments, reraise_with
 from .compat import torchkeras
 from .data import unpack_batch
-from .distributed import strip_prefixes, unwrap
 from .engine import evaluate as evaluate_engine
 from .engine import execution
 from .engine import fit as fit_engine
@@ -34,6 +30,7 @@ from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
 from .exploring import ExploringSurface
+from .persistence import PersistenceSurface
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +38,8 @@ if TYPE_CHECKING:
     from .metrics import Metric
 
 
-class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, execution.RoutedCall, nn.Module):
+class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, PersistenceSurface, execution.RoutedCall,
+            nn.Module):
     """An ``nn.Module`` with Keras's training API; ``Model(net)`` wraps a module the torchkeras way.
 
     Example:
@@ -110,6 +108,12 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, exec
         """One row per epoch over all ``fit`` calls: epoch, loss, metrics, val_*, lr."""
         import pandas as pd  # pandas takes most of a second to import: only when asked
         return pd.DataFrame(self._record.history_rows)
+
+    @property
+    def validation_history(self) -> pd.DataFrame:
+        """One row per ``fit(validation_every_n_steps=N)`` validation: step (global), epoch, val_*."""
+        import pandas as pd
+        return pd.DataFrame(self._record.validation_rows)
 
     @property
     def device(self) -> torch.device:
@@ -289,7 +293,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, exec
             log_step_freq: int | None = None, resume_from: Any = None,
             trust_checkpoint: bool = False, plot: Any = "auto", validation_freq: Any = 1,
             validation_steps: int | None = None, fast_dev_run: bool | int = False, overfit_batches: int = 0,
-            max_time: Any = None, class_weight: dict | None = None) -> pd.DataFrame:
+            max_time: Any = None, class_weight: dict | None = None,
+            validation_every_n_steps: int | None = None) -> pd.DataFrame:
         """Train; return ``model.history``: one row per epoch of every fit so far, epochs numbered on from the last.
 
         Args:
@@ -312,8 +317,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, exec
             trust_checkpoint: allow checkpoints that need full unpickling (files you trust only).
             plot: a live loss/metrics figure (:class:`~kerastorch.callbacks.LivePlot`): "auto" draws it in notebooks
                 with matplotlib installed, True always, False never, a path writes it to that PNG each epoch.
-            validation_freq, validation_steps, fast_dev_run, overfit_batches, max_time: validation cadence,
-                limits and debug runs, see :func:`kerastorch.engine.epochs.training_controls`.
+            validation_freq, validation_steps, validation_every_n_steps, fast_dev_run, overfit_batches, max_time:
+                validation cadence, limits and debug runs, see :func:`kerastorch.engine.epochs.training_controls`.
 
         Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
         the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
@@ -333,13 +338,13 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, exec
                        resume_from=resume_from, trust_checkpoint=trust_checkpoint,
                        custom_logs=compiling.may_log_custom_keys(self, Model, self._config), plot=plot,
                        controls=training_controls(validation_freq, validation_steps, max_time, fast_dev_run,
-                                                  overfit_batches), class_weight=class_weight)
+                                                  overfit_batches, validation_every_n_steps), class_weight=class_weight)
         return torchkeras.history_frame(self.history) if torchkeras_form else self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
                  verbose: int | str = 0, callbacks: Sequence[Callback] | None = None,
                  sample_weight: Any = None, return_dict: bool = True) -> Any:
-        """Loss and metrics, exact over all samples: ``{"loss": ..., "acc": ...}`` (``return_dict=False``: Keras's list).
+        """Loss and metrics, exact over all samples: ``{"loss": ..., "acc": ...}``; ``return_dict=False``: Keras's list.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
@@ -367,32 +372,3 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, exec
     def running_logs(self) -> dict[str, float]:
         """The running epoch's means and metrics so far (one host sync; for progress displays)."""
         return {} if self._session is None else self._session.running_logs()
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a full training checkpoint atomically (weights, optimizer, history, RNG...).
-
-        ``fit(resume_from=path)`` continues from it; ``load_weights(path)`` takes its weights.
-
-        Example:
-            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
-            >>> import tempfile, os; d = tempfile.mkdtemp(); net.save(os.path.join(d, "full.pt"))
-        """
-        require_compiled(self._config, "save")
-        atomic_save(capture(self, Session(self._config, self._record, None), mid_epoch=False), path)
-
-    def save_weights(self, path: str | os.PathLike) -> None:
-        """Write the plain state_dict (no wrapper prefixes) atomically; loadable in bare PyTorch."""
-        atomic_save(strip_prefixes(unwrap(self).state_dict()), path)
-
-    def load_weights(self, path: str | os.PathLike, strict: bool = True, trust_checkpoint: bool = False) -> Any:
-        """Load weights (weights file or training checkpoint; torchkeras ``net.*`` keys too), checking them first.
-
-        A key or shape mismatch raises ``CheckpointMismatchError`` (a ValueError) and loads nothing; ``strict=False``
-        skips missing/unexpected keys with a warning. Returns torch's incompatible-keys result.
-
-        Example:
-            >>> net = Model.wrap(nn.Linear(2, 1)); import tempfile, os; p = os.path.join(tempfile.mkdtemp(), "w.pt")
-            >>> net.save_weights(p); net.load_weights(p).missing_keys
-            []
-        """
-        return compatibility.load_weights(self, path, strict=strict, trust_checkpoint=trust_checkpoint)

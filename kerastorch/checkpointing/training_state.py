@@ -69,6 +69,7 @@ def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
         "scaler": config.precision.scaler.state_dict(),
         "global_step": record.global_step,
         "history": [dict(row) for row in record.history_rows],
+        "validation_history": [dict(row) for row in record.validation_rows],
         "callbacks": callback_states(list(session.callbacks.callbacks) if session.callbacks is not None else []),
         "rng": capture_rng_state(),
         "generator": record.generator.get_state() if record.generator is not None else None,
@@ -147,6 +148,7 @@ def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -
     config.precision.scaler.load_state_dict(checkpoint["scaler"])
     record.global_step = checkpoint["global_step"]
     record.history_rows = [dict(row) for row in checkpoint["history"]]
+    record.validation_rows = [dict(row) for row in checkpoint.get("validation_history", [])]
     _restore_callbacks(list(session.callbacks.callbacks), checkpoint["callbacks"])
     if checkpoint["generator"] is not None and record.generator is not None:
         record.generator.set_state(checkpoint["generator"])

@@ -38,6 +38,8 @@ class TrainingControls:
     Attributes:
         validation_freq: validate after every N-th epoch (int), or after these 1-based epochs (a frozenset).
         validation_steps: at most this many validation batches per validation (None: all).
+        validation_every_n_steps: also validate after every N-th training batch, counted over the whole run
+            (global steps, across epochs and fits; any N, larger than an epoch too); 0: off.
         max_time: seconds of training after which no new batch starts (None: no limit).
         fast_dev_run: batches of a smoke run (0: off): one epoch of that many training and validation
             batches, nothing kept in the history, no callback that writes files.
@@ -47,6 +49,7 @@ class TrainingControls:
 
     validation_freq: int | frozenset[int] = 1
     validation_steps: int | None = None
+    validation_every_n_steps: int = 0
     max_time: float | None = None
     fast_dev_run: int = 0
     overfit_batches: int = 0
@@ -102,7 +105,8 @@ class TrainingControls:
 
 
 def training_controls(validation_freq: Any = 1, validation_steps: Any = None, max_time: Any = None,
-                      fast_dev_run: Any = False, overfit_batches: Any = 0) -> TrainingControls:
+                      fast_dev_run: Any = False, overfit_batches: Any = 0,
+                      validation_every_n_steps: Any = None) -> TrainingControls:
     """Check ``fit``'s control arguments (before anything runs) and return them as one object.
 
     Args:
@@ -114,6 +118,10 @@ def training_controls(validation_freq: Any = 1, validation_steps: Any = None, ma
         fast_dev_run: True or N: one epoch of N training and N validation batches (a smoke test), no history
             row, and the callbacks that write files (checkpoints, CSV, TensorBoard, MLflow) left out.
         overfit_batches: N: train and validate on the same first N batches every epoch (a debugging aid).
+        validation_every_n_steps: also validate after every N-th training batch (global count: any N, also more
+            than an epoch); each is a row of ``model.validation_history`` (its global step, epoch and ``val_*``).
+            Epoch-end validation still follows ``validation_freq`` (``validation_freq=[]`` is refused: to validate
+            only by steps, pass a ``validation_freq`` beyond ``epochs``).
 
     Example:
         >>> training_controls(validation_freq=[1, 3], max_time=datetime.timedelta(minutes=2)).max_time
@@ -123,6 +131,7 @@ def training_controls(validation_freq: Any = 1, validation_steps: Any = None, ma
     """
     freq = _validation_freq(validation_freq)
     require_positive_int("validation_steps", validation_steps, allow_none=True)
+    require_positive_int("validation_every_n_steps", validation_every_n_steps, allow_none=True)
     if isinstance(max_time, datetime.timedelta):
         max_time = max_time.total_seconds()
     if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, numbers.Real)
@@ -140,7 +149,8 @@ def training_controls(validation_freq: Any = 1, validation_steps: Any = None, ma
     if fast_dev_run and overfit_batches:
         raise ValueError("Pass either `fast_dev_run` or `overfit_batches`, not both: each picks the batches to run.")
     return TrainingControls(freq, None if validation_steps is None else int(validation_steps),
-                            None if max_time is None else float(max_time), int(fast_dev_run), int(overfit_batches or 0))
+                            int(validation_every_n_steps or 0), None if max_time is None else float(max_time),
+                            int(fast_dev_run), int(overfit_batches or 0))
 
 
 def _validation_freq(value: Any) -> int | frozenset[int]:

@@ -49,7 +49,7 @@ from .guards import (
     stop_for_exhausted_data,
 )
 from .logs import LogAccumulator, epoch_logs
-from .reentry import guarded
+from .reentry import guarded, isolated_metrics
 from .resume import request_resume, resume
 from .session import FitRecord, Session
 from .signals import raise_for_signal, signal_guard
@@ -113,6 +113,7 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
                 "validation_freq": controls.validation_freq})
     session = Session(config, record, callback_list, epochs)
     session.controls = controls
+    session.validation_source = val_source
     session.steps_capped = capped
     session.train_sizes = train_sizes(train_source)
     callback_list.set_session(session)
@@ -219,6 +220,7 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
     capped, last = session.steps_capped, steps if steps is not None else -1
     controls = session.controls
     timed = controls.max_time is not None
+    every = controls.validation_every_n_steps if session.validation_source is not None else 0
     for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
         session.batch = index
         for hook in batch_begin:
@@ -239,6 +241,8 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
             hook(index, logs)
         for write in writers:
             write()
+        if every and record.global_step % every == 0:
+            validate_at_step(model, session)
         # A signal waits for the end of a gradient-accumulation window, so the interrupt
         # checkpoint holds no partial gradients.
         if model.stop_training or (capped and index + 1 >= last) or \
@@ -246,6 +250,18 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
                 (timed and session.update_now and controls.no_time_for_another_step(device)):
             break
     return accumulator
+
+
+def validate_at_step(model: Any, session: Session) -> None:
+    """``fit(validation_every_n_steps=N)``: validate now, a row of ``model.validation_history``.
+
+    The training epoch's metrics are kept aside meanwhile (validation resets its own copies).
+    """
+    record = session.record
+    with isolated_metrics(session.config, True):
+        logs = run_test(model, session, session.validation_source, prefix="val_",
+                        steps=session.controls.validation_steps)
+    record.validation_rows.append({"step": record.global_step, "epoch": session.epoch_number(record.epoch), **logs})
 
 
 def _use_class_weight(config: CompileConfig, class_weight: Any) -> Callable[[], None]:

@@ -30,6 +30,8 @@ class FitRecord:
         epoch: 0-based index of the epoch being run, or of the last one run.
         global_step: training batches seen over all fits.
         generator: the shuffling generator of in-memory data, made at the first fit.
+        validation_rows: one dict per step-level validation (``fit(validation_every_n_steps=N)``): its global
+            step, the epoch and the ``val_*`` logs (``model.validation_history``).
         example_input: the first sample of the last fit's in-memory inputs (a CPU copy), export's default example.
 
     Example:
@@ -43,6 +45,7 @@ class FitRecord:
         self.global_step = 0
         self.generator: torch.Generator | None = None
         self.example_input: Any = None
+        self.validation_rows: list[dict[str, Any]] = []
 
 
 class Session:
@@ -69,6 +72,7 @@ class Session:
         epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
             epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
         steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
+        validation_source: fit's validation batch source (for step-level validation), else None.
         controls: fit's validation cadence, limits and debug runs (:class:`~kerastorch.engine.epochs.TrainingControls`).
         data_findings: non-finite values found in fit's in-memory training data before the first step
             (:func:`kerastorch.data.scan.scan`), named by the non-finite-loss warning.
@@ -105,6 +109,7 @@ class Session:
         self.step_autocast = False
         self.data_findings: list[Any] = []
         self.controls = TrainingControls()
+        self.validation_source: Any = None
 
     @property
     def epoch(self) -> int:

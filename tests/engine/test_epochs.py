@@ -198,3 +198,33 @@ def test_bad_control_arguments_are_refused_before_training(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         net.fit(*data(), verbose=0, **kwargs)
     assert net._record.global_step == 0 and net._record.history_rows == []
+
+
+def test_validation_every_n_steps_counts_global_steps_across_epochs_and_fits():
+    x, y = data(16)
+    net = model()
+    net.compile("sgd", "mse", metrics=["mae"], optimizer_kwargs={"lr": 0.05}, device="cpu")
+    history = net.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, validation_data=data(8, seed=4),
+                      validation_every_n_steps=6)  # 4 steps an epoch: 6 is more than one
+    rows = net.validation_history
+    assert list(rows["step"]) == [6, 12] and list(rows["epoch"]) == [2, 3]
+    net.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, validation_data=data(8, seed=4),
+            validation_every_n_steps=6)  # the global count goes on: steps 13..20
+    assert list(net.validation_history["step"]) == [6, 12, 18]
+    # the training metrics are the epoch's own (step validation works on copies of the metrics)
+    twin = model()
+    twin.compile("sgd", "mse", metrics=["mae"], optimizer_kwargs={"lr": 0.05}, device="cpu")
+    plain = twin.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0, validation_data=data(8, seed=4))
+    assert list(history["mae"]) == list(plain["mae"]) and list(history["val_loss"]) == list(plain["val_loss"])
+
+
+def test_a_step_validation_scores_the_weights_of_that_step():
+    x, y = data(16)
+    x_val, y_val = data(8, seed=4)
+    net = model()
+    net.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, validation_data=(x_val, y_val),
+            validation_every_n_steps=3)
+    after_three = model()
+    after_three.fit(x, y, batch_size=4, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)
+    expected = torch.nn.functional.mse_loss(after_three.predict(x_val), y_val).item()
+    assert net.validation_history["val_loss"].iloc[0] == pytest.approx(expected, rel=1e-6)
