@@ -65,7 +65,8 @@ class ExploringSurface:
 
         Runs ``train_step`` at learning rates from ``start_lr`` (1e-7) to ``end_lr`` (10) over
         ``num_steps`` (100) steps, stops when the loss diverges and suggests the learning rate
-        at the lowest smoothed loss divided by 10. Weights, optimizer, scheduler, history and
+        at the lowest smoothed loss divided by 10, to three significant digits (shown as
+        ``1.15e-02`` in the repr and the plot, and ``0.0115`` as the value). Weights, optimizer, scheduler, history and
         RNG states are restored bit for bit. See :func:`kerastorch.engine.lr_find.lr_find` for
         the arguments, the smoothing formula and the suggestion rule.
 

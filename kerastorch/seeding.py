@@ -13,7 +13,7 @@ from .checks import is_int
 CUBLAS_WORKSPACE = ":4096:8"
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> int:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python's ``random``, NumPy's global RNG, torch's CPU and every CUDA generator.
 
     DataLoader workers follow: each worker's ``random``, torch and NumPy seeds derive from
@@ -27,12 +27,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
             benchmark autotuning) and set ``CUBLAS_WORKSPACE_CONFIG`` (when unset) as
             cuBLAS requires; slower on GPUs. False leaves those settings as they are.
 
-    Returns:
-        The seed.
+    Returns None, so that a notebook cell ending in ``kt.seed_everything(0)`` shows nothing.
 
     Example:
-        >>> _ = seed_everything(7); a = torch.rand(2), np.random.rand(), random.random()
-        >>> _ = seed_everything(7); b = torch.rand(2), np.random.rand(), random.random()
+        >>> seed_everything(7); a = torch.rand(2), np.random.rand(), random.random()
+        >>> seed_everything(7); b = torch.rand(2), np.random.rand(), random.random()
         >>> torch.equal(a[0], b[0]) and a[1:] == b[1:]
         True
     """
@@ -46,4 +45,3 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-    return int(seed)

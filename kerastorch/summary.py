@@ -159,25 +159,44 @@ def _table_rows(module: nn.Module, layers: list[LayerInfo]) -> list[tuple[str, s
     return rows
 
 
+_HEADER = ("Layer (type)", "Output Shape", "Param #")
+
+
+def _totals(totals: tuple[int, int], sizes: tuple[int, int, int]) -> tuple[list[tuple[str, str]], ...]:
+    """The lines under the table as (label, value): the parameter counts, then the sizes in MB."""
+    (total, trainable), (in_b, act_b, par_b) = totals, sizes
+    counts = [("Total params", f"{total:,}"), ("Trainable params", f"{trainable:,}"),
+              ("Non-trainable params", f"{total - trainable:,}")]
+    megabytes = [("Input size (MB)", f"{in_b / _MB:0.6f}"), ("Forward/backward pass size (MB)", f"{act_b / _MB:0.6f}"),
+                 ("Params size (MB)", f"{par_b / _MB:0.6f}"),
+                 ("Estimated Total Size (MB)", f"{(in_b + act_b + par_b) / _MB:0.6f}")]
+    return counts, megabytes
+
+
 def _format(rows: list[tuple[str, str, int]], totals: tuple[int, int],
             sizes: tuple[int, int, int]) -> str:
     """Lay out the torchsummary table, widening columns so nothing is cut."""
     cells = [(name, shape, f"{n:,}") for name, shape, n in rows]
-    header = ("Layer (type)", "Output Shape", "Param #")
     w = [max([base, *(len(c[k]) for c in cells)]) for k, base in enumerate(_WIDTHS)]
     line = lambda c: f"{c[0]:>{w[0]}}  {c[1]:>{w[1]}} {c[2]:>{w[2]}}"  # noqa: E731
     width = w[0] + w[1] + w[2] + 4  # torchsummary: rules one char wider than rows
     dash, eq = "-" * width, "=" * width
-    total, trainable = totals
-    in_b, act_b, par_b = sizes
-    out = [dash, line(header), eq, *(line(c) for c in cells), eq,
-           f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-           f"Non-trainable params: {total - trainable:,}", dash,
-           f"Input size (MB): {in_b / _MB:0.6f}",
-           f"Forward/backward pass size (MB): {act_b / _MB:0.6f}",
-           f"Params size (MB): {par_b / _MB:0.6f}",
-           f"Estimated Total Size (MB): {(in_b + act_b + par_b) / _MB:0.6f}", dash]
+    counts, megabytes = ([f"{label}: {value}" for label, value in part] for part in _totals(totals, sizes))
+    out = [dash, line(_HEADER), eq, *(line(c) for c in cells), eq, *counts, dash, *megabytes, dash]
     return "\n".join(out)
+
+
+def _html_table(rows: Sequence[tuple[str, str, int]], totals: tuple[int, int], sizes: tuple[int, int, int]) -> str:
+    """The same rows and totals as the text, as one compact HTML table (what a notebook shows)."""
+    right = ' style="text-align: right"'
+    head = "".join(f"<th{right if k == 2 else ''}>{html.escape(name)}</th>" for k, name in enumerate(_HEADER))
+    body = "".join(f"<tr><td>{html.escape(name)}</td><td>{html.escape(shape)}</td><td{right}>{n:,}</td></tr>"
+                   for name, shape, n in rows)
+    counts, megabytes = _totals(totals, sizes)
+    foot = "".join(f'<tr><th colspan="2" style="text-align: left">{html.escape(label)}</th><td{right}>{value}</td>'
+                   "</tr>" for label, value in (*counts, *megabytes))
+    return (f'<table class="kerastorch-summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            f"<tfoot>{foot}</tfoot></table>")
 
 
 def _prepare_inputs(module: nn.Module, input_shape: Any, input_dtype: Any, input_data: Any,
@@ -275,7 +294,9 @@ def summary(module: nn.Module, input_shape: Sequence[Any] | None = None,
     totals = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
     sizes = (_nbytes(data), 2 * sum(layer.output_bytes for layer in leaves),
              sum(p.numel() * p.element_size() for p in params))
-    text = SummaryText(_format(_table_rows(module, layers), totals, sizes))
+    rows = _table_rows(module, layers)
+    text = SummaryText(_format(rows, totals, sizes))
+    text.table = (tuple(rows), totals, sizes)
     if print_fn is not None:
         print_fn(text)
         text.shown = True
@@ -288,7 +309,8 @@ class SummaryText(str):
     ``summary()`` prints the table, then returns it: as a cell's last line (or at the ``>>>``
     prompt) that value would show again, as an escaped string. Once printed, its repr is a
     short pointer and IPython displays nothing; with ``print_fn=None`` the table itself shows,
-    in a notebook as preformatted HTML. ``str(text)`` and every ``str`` operation give the table.
+    in a notebook as an HTML table of the same rows and totals (``_repr_html_``; the text is the
+    ``text/plain`` beside it). ``str(text)`` and every ``str`` operation give the text table.
 
     Example:
         >>> text = SummaryText("Total params: 3")
@@ -298,12 +320,16 @@ class SummaryText(str):
     """
 
     shown = False
+    #: (rows as (layer, output shape, params), (total, trainable), sizes in bytes), set by :func:`summary`.
+    table: tuple[tuple[tuple[str, str, int], ...], tuple[int, int], tuple[int, int, int]] | None = None
 
     def __repr__(self) -> str:
         return "<model summary: printed above; str() gives the text>" if self.shown else str(self)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{html.escape(str(self))}</pre>"
+        if self.table is None:  # made from a string: the text, preformatted
+            return f"<pre>{html.escape(str(self))}</pre>"
+        return _html_table(*self.table)
 
     def _ipython_display_(self) -> None:
         if self.shown:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import torchinfo
 from torch import nn
 
-from kerastorch.summary import summary
+from kerastorch.summary import SummaryText, summary
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -304,4 +304,22 @@ def test_a_printed_summary_is_not_echoed_again(capsys):
     finally:
         IPython.display.display = original
     assert len(shown) == 1 and shown[0][0]["text/plain"] == str(quiet)
-    assert shown[0][0]["text/html"].startswith("<pre>") and repr(quiet) == str(quiet)
+    assert shown[0][0]["text/html"] == quiet._repr_html_() and repr(quiet) == str(quiet)
+
+
+def test_the_html_summary_is_a_table_of_the_same_rows_and_totals_and_the_text_is_unchanged():
+    text = summary(DNN(), input_shape=(2,), print_fn=None)
+    check_golden("summary_dnn.txt", str(text))  # the printed text is the golden table, as before
+    page = text._repr_html_()
+    assert page.startswith('<table class="kerastorch-summary"><thead><tr><th>Layer (type)</th><th>Output Shape</th>')
+    cells = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td[^>]*>(.*?)</td></tr>", page)
+    assert cells == [("Linear-1", "[-1, 4]", "12"), ("Linear-2", "[-1, 8]", "40"), ("Linear-3", "[-1, 1]", "9")]
+    assert cells == [tuple(row) for row in rows(text)]  # the text's rows, one for one
+    totals = re.findall(r'<th colspan="2" style="text-align: left">(.*?)</th><td[^>]*>(.*?)</td>', page)
+    assert totals == [(label, stat(text, label)) for label in (
+        "Total params", "Trainable params", "Non-trainable params", "Input size (MB)",
+        "Forward/backward pass size (MB)", "Params size (MB)", "Estimated Total Size (MB)")]
+    assert totals[0] == ("Total params", "61")
+    shared = summary(SharedLinear(), input_shape=(4,), print_fn=None)._repr_html_()  # names are escaped
+    assert "<td>Linear-2 (shared)</td><td>[-1, 4]</td>" in shared
+    assert SummaryText("a < b")._repr_html_() == "<pre>a &lt; b</pre>"  # a bare string: the text, preformatted

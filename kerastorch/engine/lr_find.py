@@ -44,8 +44,9 @@ class LRFinderResult:
         lrs: the learning rate of each step run.
         losses: each step's training loss (``train_step``'s ``"loss"``), as run.
         smoothed: the bias-corrected exponential moving average of ``losses`` (see :func:`lr_find`).
-        suggestion: the learning rate at the lowest smoothed loss divided by 10, or None
-            when the curve cannot tell (``note`` says why).
+        suggestion: the learning rate at the lowest smoothed loss divided by 10, to three
+            significant digits (``0.0115``: the number shown everywhere, ``1.15e-02``, is the
+            number used), or None when the curve cannot tell (``note`` says why).
         diverged_at: the learning rate of the step where the sweep stopped because the
             loss diverged, or None when it ran all its steps.
         note: how ``suggestion`` was found, or why there is none.
@@ -56,7 +57,7 @@ class LRFinderResult:
         >>> result.suggestion
         0.1
         >>> result
-        LRFinderResult(steps=5, lr=1e-03..1e+01, suggestion=1e-01, diverged_at=1e+01)
+        LRFinderResult(steps=5, lr=1.00e-03..1.00e+01, suggestion=1.00e-01, diverged_at=1.00e+01)
     """
 
     def __init__(self, lrs: list[float], losses: list[float], smoothed: list[float],
@@ -65,14 +66,12 @@ class LRFinderResult:
         self.suggestion, self.note = _suggest(self.lrs, self.smoothed)
 
     def __repr__(self) -> str:
-        span = f"{self.lrs[0]:.0e}..{self.lrs[-1]:.0e}" if self.lrs else "none"
-        suggestion = "None" if self.suggestion is None else f"{self.suggestion:.0e}"
-        diverged = "None" if self.diverged_at is None else f"{self.diverged_at:.0e}"
-        return (f"LRFinderResult(steps={len(self.lrs)}, lr={span}, suggestion={suggestion}, "
-                f"diverged_at={diverged})")
+        span = f"{format_lr(self.lrs[0])}..{format_lr(self.lrs[-1])}" if self.lrs else "none"
+        return (f"LRFinderResult(steps={len(self.lrs)}, lr={span}, suggestion={format_lr(self.suggestion)}, "
+                f"diverged_at={format_lr(self.diverged_at)})")
 
     def plot(self, figure: Figure | None = None) -> Figure:
-        """Loss against learning rate (log axis), raw and smoothed, the suggestion as a dashed line.
+        """Loss against learning rate (log axis), raw and smoothed, the suggestion as a dashed line and in the title.
 
         Args:
             figure: a ``matplotlib.figure.Figure`` to draw into (one new axes is added);
@@ -100,8 +99,10 @@ class LRFinderResult:
         axes.set_xscale("log")
         axes.set_xlabel("learning rate")
         axes.set_ylabel("loss")
+        shown = f"suggestion {format_lr(self.suggestion)}"
+        axes.set_title(shown)
         if self.suggestion is not None:
-            axes.axvline(self.suggestion, color="tab:red", linestyle="--", label=f"suggestion {self.suggestion:.1e}")
+            axes.axvline(self.suggestion, color="tab:red", linestyle="--", label=shown)
         finite = [value for value in self.smoothed[:-1 if self.diverged_at is not None else None]
                   if math.isfinite(value)]
         if finite and min(finite) < max(finite):  # the divergence's blow-up would flatten the curve
@@ -133,7 +134,8 @@ def lr_find(model: Any, x: Any, y: Any = None, *, batch_size: int | None = None,
     The sweep stops after the first step whose smoothed loss is not finite or exceeds
     ``diverge_factor`` times the lowest smoothed loss so far (while that lowest loss is > 0).
 
-    Suggestion: the learning rate at the lowest smoothed loss, divided by 10. The lowest
+    Suggestion: the learning rate at the lowest smoothed loss, divided by 10, to three significant
+    digits (:func:`format_lr`: the repr, the plot and the value are the same number). The lowest
     loss sits just below where training becomes unstable, and an order of magnitude
     lower is the classic safe choice since Smith's range test (2017), fastai's ``lr_min / 10``; unlike
     the steepest slope it does not depend on the noise of a few mini-batches. None
@@ -265,7 +267,18 @@ def _suggest(lrs: list[float], smoothed: list[float]) -> tuple[float | None, str
     if lowest == 0:
         return None, ("No suggestion: the loss never went below its value at the first learning rate. "
                       "Start the sweep lower (start_lr).")
-    return lrs[lowest] / 10, f"The learning rate at the lowest smoothed loss ({lrs[lowest]:.3g}), divided by 10."
+    suggestion = float(format_lr(lrs[lowest] / 10))
+    return suggestion, f"The learning rate at the lowest smoothed loss ({format_lr(lrs[lowest])}), divided by 10."
+
+
+def format_lr(lr: float | None) -> str:
+    """A learning rate as lr_find shows it everywhere (repr, plot, note): three significant digits.
+
+    Example:
+        >>> format_lr(0.011513953993264469), format_lr(10.0), format_lr(None)
+        ('1.15e-02', '1.00e+01', 'None')
+    """
+    return "None" if lr is None else f"{lr:.2e}"
 
 
 def _check_arguments(start_lr: Any, end_lr: Any, num_steps: Any, diverge_factor: Any, smoothing: Any) -> None:

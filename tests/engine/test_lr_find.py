@@ -35,7 +35,7 @@ def test_gradient_descent_on_a_quadratic_diverges_just_above_its_stability_limit
     result = net.lr_find(x, 3 * x, batch_size=1024)
     assert threshold < result.diverged_at < threshold * RATIO ** 4  # about 1 < diverged_at < 2
     first_unstable = min(lr for lr in result.lrs if lr > threshold)
-    assert result.suggestion in (first_unstable / 10, first_unstable * RATIO / 10)
+    assert result.suggestion in (float(f"{lr / 10:.2e}") for lr in (first_unstable, first_unstable * RATIO))
     assert 0.9 < threshold < 1.1 and 0.09 < result.suggestion < 0.14  # stable, 4x below the best 0.5 t
     assert result.losses[:3] == pytest.approx([float(((net.weight.detach() - 3) * x).pow(2).mean())] * 3,
                                               rel=1e-5)  # lr 1e-7: nothing moves yet, from the initial weight
@@ -99,7 +99,21 @@ def test_the_suggestion_needs_five_points_and_a_loss_that_went_down():
     assert few.suggestion is None and few.note.startswith("No suggestion: only 4 finite loss(es)")
     rising = LRFinderResult(lrs, [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], None)
     assert rising.suggestion is None and "never went below its value at the first" in rising.note
-    assert repr(few) == "LRFinderResult(steps=4, lr=1e-03..1e+00, suggestion=None, diverged_at=1e+00)"
+    assert repr(few) == "LRFinderResult(steps=4, lr=1.00e-03..1.00e+00, suggestion=None, diverged_at=1.00e+00)"
+
+
+def test_the_suggestion_is_one_number_with_three_significant_digits_wherever_it_shows():
+    lrs = [1e-3 * 10 ** (i / 4) for i in range(9)]  # the lowest loss at lrs[5] = 10 ** -1.75
+    result = LRFinderResult(lrs, [5, 4, 3, 2, 1.5, 1, 3, 9, 20], [5, 4, 3, 2, 1.5, 1, 3, 9, 20], lrs[-1])
+    assert lrs[5] == pytest.approx(0.017782794) and result.suggestion == 0.00178  # the value used: 3 digits
+    assert repr(result) == ("LRFinderResult(steps=9, lr=1.00e-03..1.00e-01, suggestion=1.78e-03, "
+                            "diverged_at=1.00e-01)")
+    assert result.note == "The learning rate at the lowest smoothed loss (1.78e-02), divided by 10."
+    axes = result.plot().axes[0]
+    assert axes.get_title() == "suggestion 1.78e-03"
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["loss", "smoothed loss",
+                                                                            "suggestion 1.78e-03"]
+    assert LRFinderResult(lrs[:2], [1, 2], [1, 2], None).plot().axes[0].get_title() == "suggestion None"
 
 
 def test_shuffling_uses_a_private_generator_not_torchs_global_rng():

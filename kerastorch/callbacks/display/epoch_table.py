@@ -13,8 +13,9 @@ Epochs are numbered as in ``model.history`` (continuing across ``fit`` calls).
 from __future__ import annotations
 
 import html
+import math
 import time
-from typing import Any
+from typing import Any, cast
 
 from ..base import Callback
 from .environment import in_notebook, terminal_columns
@@ -224,20 +225,96 @@ class EpochTable(Callback):
 class EpochLine(Callback):
     """One line per epoch, for logs: ``Epoch 3/10 - 0.4s - loss: 0.1234 - val_loss: 0.2345``.
 
+    With ``fit(verbose=1)`` and stdout redirected (a file, a pipe: ``nohup``, CI, SLURM), a long
+    epoch also gets heartbeat lines, ``Epoch 3/10 - batch 400/1000 - 12.3s - loss: 0.1234`` (the
+    running values so far), at least ``heartbeat`` seconds apart: on tenths of the epoch when a
+    tenth takes less than that, else every ``heartbeat`` seconds. An epoch shorter than
+    ``heartbeat`` seconds prints its epoch line only; so does ``verbose=2`` (Keras's one line per
+    epoch). The per-batch hook compares a counter; the clock is read at a few planned batches
+    (the batch rate measured so far says when the next line falls due) and the running values,
+    a host sync, only when a line is printed.
+
+    Args:
+        decimals: digits after the point for floats.
+        heartbeat: the least seconds between two lines of an epoch; None prints epoch lines only.
+
     Example:
-        >>> line = EpochLine()
+        >>> line = EpochLine(heartbeat=60)
     """
 
-    def __init__(self, decimals: int = 4) -> None:
+    def __init__(self, decimals: int = 4, heartbeat: float | None = 30.0) -> None:
         super().__init__()
+        if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float))
+                                      or not heartbeat > 0):
+            raise ValueError("`heartbeat` must be a positive number of seconds or None. "
+                             f"Received: heartbeat={heartbeat!r}")
         self.decimals = decimals
-        self._start = 0.0
+        self.heartbeat = heartbeat
+        self._start = self._last_line = 0.0
+        self._epoch = ""  # "Epoch 3/10"
+        self._next_check = 0  # the batch index at which the clock is read next
+        self._reference: tuple[int, float] | None = None  # (batches done, time) of the first read
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        super().set_params(params)
+        beating = self.heartbeat is not None and params.get("verbose") != 2
+        self.inactive_hooks = () if beating else ("on_train_batch_end",)  # then not in the batch loop
+
+    def _label(self, epoch: int) -> str:
+        base = self.session.epoch_base
+        return f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)}"
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = clock()
+        self._start = self._last_line = clock()
+        self._epoch, self._next_check, self._reference = self._label(epoch), 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch < self._next_check:  # the whole cost on most batches
+            return
+        self._check(batch + 1)
+
+    def _check(self, done: int) -> None:
+        """Read the clock after ``done`` batches: print a heartbeat when one is due; plan the next read."""
+        now, steps = clock(), self.params.get("steps")
+        if self._reference is None:
+            self._reference = (done, now)
+        if now - self._last_line >= cast(float, self.heartbeat) and done != steps:  # the epoch line comes next
+            self._last_line = now
+            running = self.session.running_logs()  # host-sync: only when a heartbeat line is printed
+            label = f"{self._epoch} - batch {done}{f'/{steps}' if steps else ''}"
+            label = f"{label} - {format_seconds(now - self._start)}"
+            print(" - ".join(epoch_parts(label, running, self.decimals)), flush=True)
+        self._next_check = next_heartbeat_check(done, now, self._reference, self._last_line,
+                                                cast(float, self.heartbeat), steps) - 1
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = clock() - self._start
-        base = self.session.epoch_base
-        label = f"Epoch {base + epoch + 1}/{base + self.params.get('epochs', 0)} - {format_seconds(seconds)}"
+        label = f"{self._label(epoch)} - {format_seconds(seconds)}"
         print(" - ".join(epoch_parts(label, logs or {}, self.decimals)), flush=True)
+
+
+def next_heartbeat_check(done: int, now: float, reference: tuple[int, float], last_line: float,
+                         interval: float, steps: int | None) -> int:
+    """After how many batches to read the clock next, for a heartbeat ``interval`` s after ``last_line``.
+
+    The batch rate since ``reference`` (batches done, time) says when the line falls due; the
+    wait is at most as many batches as measured so far (a slow start is not trusted far). When
+    a tenth of the ``steps`` passes quicker than ``interval``, the read falls on a tenth.
+
+    Example:
+        >>> next_heartbeat_check(1, 2.0, (1, 2.0), 0.0, 30.0, steps=None)  # no rate yet: the next batch
+        2
+        >>> next_heartbeat_check(6, 20.0, (1, 10.0), 0.0, 30.0, steps=None)  # 0.5 batch/s: 10 s is 5 batches
+        11
+        >>> next_heartbeat_check(6, 20.0, (1, 10.0), 0.0, 30.0, steps=20)  # a tenth (2 batches, 4 s) is quicker
+        12
+    """
+    seen, spent = done - reference[0], now - reference[1]
+    if seen <= 0 or spent <= 0:
+        return done + 1
+    rate = seen / spent
+    target = done + min(max(1, math.ceil((last_line + interval - now) * rate)), 2 * seen)
+    if steps and steps < 10 * interval * rate:  # tenths pass quicker than the interval: read on the next tenth
+        tenth = -(-target * 10 // steps)
+        target = -(-tenth * steps // 10)
+    return target
