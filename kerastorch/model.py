@@ -30,6 +30,7 @@ from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
 from .exploring import ExploringSurface
+from .losses.model_loss import carries_loss, loss_and_logs, model_predictions
 from .persistence import PersistenceSurface
 
 if TYPE_CHECKING:
@@ -208,13 +209,12 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
                      training: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return ``(objective, logs)``; ``logs["loss"]`` is the data loss (comparable with ``val_loss``).
 
-        With regularizers the objective is loss + penalty, but the penalty's exact gradient is added
-        in :meth:`backward_and_step` (fused) instead of differentiated here; ``reg_loss`` in the
-        history is the penalty at each epoch's end. Validation excludes it (Keras's convention).
+        With regularizers the objective is loss + penalty, its exact gradient added in :meth:`backward_and_step` (fused,
+        not differentiated here); ``reg_loss`` is it at each epoch's end (not validation). Own losses: ``model_loss``.
         """
         config = self._config
-        if config is None or config.loss is None:
-            raise RuntimeError("No loss was compiled. Call compile(loss=...) before fit/evaluate.")
+        if config is None or config.loss is None or type(y_pred) is not torch.Tensor:  # a ModelOutput, dict, tuple
+            return loss_and_logs(y_pred, y, sample_weight, config, self._session)
         loss, components = config.loss(y_pred, y, sample_weight)
         return loss, {"loss": loss.detach(), **components}
 
@@ -265,7 +265,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             y_pred = self.forward_batch(x)
             loss, logs = self.compute_loss(y_pred, y, sample_weight)
         self.backward_and_step(loss)
-        self.update_metrics(y_pred, y, sample_weight)
+        self.update_metrics(y_pred if type(y_pred) is torch.Tensor else model_predictions(y_pred, y), y, sample_weight)
         return logs
 
     def test_step(self, batch: Any) -> dict[str, torch.Tensor]:
@@ -274,15 +274,16 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
         config: compiling.CompileConfig = self._config  # type: ignore[assignment]  # evaluate requires compile()
         with config.precision.autocast():
             y_pred = self.forward_batch(x)
-            logs = {} if config.loss is None else self.compute_loss(y_pred, y, sample_weight, training=False)[1]
-        self.update_metrics(y_pred, y, sample_weight)
+            scored = config.loss is not None or carries_loss(y_pred, y)
+            logs = self.compute_loss(y_pred, y, sample_weight, training=False)[1] if scored else {}
+        self.update_metrics(y_pred if type(y_pred) is torch.Tensor else model_predictions(y_pred, y), y, sample_weight)
         return logs
 
     def predict_step(self, batch: Any) -> Any:
-        """One prediction step: the model's output for the batch's ``x``."""
+        """One prediction step: the model's output for the batch's ``x`` (of a ModelOutput, its logits)."""
         x, _, _ = unpack_batch(batch)
         with self._config.precision.autocast() if self._config is not None else contextlib.nullcontext():
-            return self.forward_batch(x)
+            return y_pred if type(y_pred := self.forward_batch(x)) is torch.Tensor else model_predictions(y_pred)
 
     # ----------------------------------------------------------------- user API
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,

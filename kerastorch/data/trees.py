@@ -2,11 +2,13 @@
 
 A batch is a tensor, a tuple/list or a dict, nested in any way; these helpers
 walk it without caring which. The common flat ``(x, y)`` batch takes a fast
-path with no recursion (the hot loop calls these every step).
+path with no recursion (the hot loop calls these every step). Other mappings
+(transformers' ``BatchEncoding``, what its data collators return) are walked as
+dicts, and :func:`move_to_device` makes them plain dicts.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,6 +21,8 @@ def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
     if isinstance(tree, (tuple, list)):
         return type(tree)(tree_map(fn, item) for item in tree)
     if isinstance(tree, dict):
+        return {key: tree_map(fn, value) for key, value in tree.items()}
+    if type(tree) is not torch.Tensor and isinstance(tree, Mapping):  # e.g. a BatchEncoding (a UserDict)
         return {key: tree_map(fn, value) for key, value in tree.items()}
     return fn(tree)
 
@@ -64,10 +68,18 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
     tensor, tuple or dict); without an ``"x"`` key the entries other than ``"y"`` and
     ``"sample_weight"`` are keyword inputs of ``forward``.
 
+    The Hugging Face way: a dict batch without ``"x"`` and ``"y"`` but with ``"labels"``
+    (``{"input_ids": ..., "attention_mask": ..., "labels": ...}``) passes every entry but
+    ``"sample_weight"``, the labels included, to ``forward`` (a transformers model computes
+    its loss from them), and its ``y`` is ``batch["labels"]`` (for the metrics, or a compiled
+    loss). A ``"y"`` entry still wins: then ``"labels"`` is just another keyword input.
+
     Example:
         >>> x, y, w = unpack_batch({"input_ids": 1, "mask": 2, "y": 3})
         >>> x, y, w
         ({'input_ids': 1, 'mask': 2}, 3, None)
+        >>> unpack_batch({"input_ids": 1, "labels": 0})
+        ({'input_ids': 1, 'labels': 0}, 0, None)
     """
     if isinstance(batch, (tuple, list)):
         if len(batch) == 1:
@@ -81,6 +93,8 @@ def unpack_batch(batch: Any) -> tuple[Any, Any, Any]:
                          "use ((x1, x2), y).")
     if isinstance(batch, dict):
         return _unpack_dict(batch)
+    if type(batch) is not torch.Tensor and isinstance(batch, Mapping):  # a BatchEncoding not moved yet
+        return _unpack_dict(dict(batch))
     return batch, None, None
 
 
@@ -93,6 +107,9 @@ def _unpack_dict(batch: dict) -> tuple[Any, Any, Any]:
                              f"Received keys: {sorted(map(str, batch))}. Put several inputs under 'x' as a "
                              "tuple or a dict: {'x': {'a': ..., 'b': ...}, 'y': ...}.")
         return batch["x"], y, weights
+    if y is None and batch.get("labels") is not None:  # Hugging Face: labels are a keyword input and the target
+        x = batch if weights is None else {key: value for key, value in batch.items() if key != "sample_weight"}
+        return x, batch["labels"], weights
     if y is None and weights is None:
         return batch, None, None
     return {key: value for key, value in batch.items() if key not in _RESERVED}, y, weights

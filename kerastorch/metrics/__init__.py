@@ -13,7 +13,14 @@ objects with ``from_logits=True`` (e.g. ``FocalLoss``) mean logits, so binary
 predictions are ``output > 0``; anything else means probabilities, so
 ``output > 0.5``. Pass ``BinaryAccuracy(from_logits=True)`` (etc.) to override.
 Argmax-based metrics and AUC are unaffected by the rule, except multiclass AUC,
-which applies softmax to logits.
+which applies softmax to logits. Without a compiled loss (a model that computes its
+own, :mod:`kerastorch.losses.model_loss`) the rule reads probabilities: give binary
+metrics on a single logit ``from_logits=True``.
+
+**Language models.** ``"perplexity"`` (:class:`Perplexity`) is exp of the epoch's mean
+token cross-entropy from logits ``(N, T, V)`` and labels ``(N, T)``, shifted by one
+position as a causal language model's loss is (``Perplexity(shift=False)`` otherwise),
+labels -100 left out.
 
 Example:
     >>> import torch
@@ -33,10 +40,11 @@ from .adapters import FunctionMetric, TorchmetricsAdapter
 from .auc import AUC
 from .base import MeanMetric, Metric
 from .confusion import F1Score, Precision, Recall
+from .perplexity import Perplexity
 from .regression import MeanAbsoluteError, MeanSquaredError, RootMeanSquaredError
 
 __all__ = ["AUC", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "F1Score", "FunctionMetric",
-           "MeanAbsoluteError", "MeanMetric", "MeanSquaredError", "Metric", "Precision", "Recall",
+           "MeanAbsoluteError", "MeanMetric", "MeanSquaredError", "Metric", "Perplexity", "Precision", "Recall",
            "RootMeanSquaredError", "SparseCategoricalAccuracy", "TopKAccuracy", "TorchmetricsAdapter", "available",
            "build", "get"]
 
@@ -49,6 +57,7 @@ _REGISTRY: dict[str, Callable[[], Metric]] = {
     "top_k_accuracy": TopKAccuracy,
     "mae": MeanAbsoluteError, "mse": MeanSquaredError, "rmse": RootMeanSquaredError,
     "auc": AUC, "precision": Precision, "recall": Recall, "f1": F1Score,
+    "perplexity": Perplexity,
 }
 
 

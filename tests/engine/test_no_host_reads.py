@@ -129,3 +129,41 @@ def test_live_plot_reads_nothing_back_to_the_host(host_read_spy, tmp_path):
     assert seen, "the open window records the engine's once-per-epoch reads"
     assert [read for read in seen if ".callbacks.display." in read] == []
     assert len(live.figure.axes[0].lines[0].get_xdata()) == 4
+
+
+@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+def test_a_model_computed_loss_reads_nothing_back_to_the_host(host_read_spy, precision):
+    # The Hugging Face way (kerastorch.losses.model_loss): dict batches with "labels", forward returns
+    # {"loss", "logits"}, no compiled loss; metrics on the logits; accumulation, clipping and a penalty on.
+    window, seen = host_read_spy
+
+    class SelfScoring(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+        def forward(self, features, labels=None):
+            logits = self.body(features)
+            return {"logits": logits} if labels is None else \
+                {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    class Samples(torch.utils.data.Dataset):
+        def __init__(self, x, y):
+            self.x, self.y = x, y.long()
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return {"features": self.x[i], "labels": self.y[i]}
+
+    torch.manual_seed(0)
+    model = kt.Model.wrap(SelfScoring())
+    model.compile("adam", metrics=["accuracy", "f1"], regularizers=kt.regularizers.L2(1e-4), grad_clip_norm=1.0,
+                  grad_accum_steps=2, precision=precision, device="cpu")
+    x, y = binary_data()
+    history = model.fit(DataLoader(Samples(x, y), batch_size=16), validation_data=DataLoader(Samples(x[:32], y[:32])),
+                        epochs=2, callbacks=[window], verbose=0)
+    assert sorted(history.columns) == ["accuracy", "epoch", "f1", "loss", "lr", "reg_loss", "val_accuracy", "val_f1",
+                                       "val_loss"]
+    assert window.watched_steps == 2 * 5 and seen == []
