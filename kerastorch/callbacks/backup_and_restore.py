@@ -37,6 +37,8 @@ class BackupAndRestore(Callback):
         []
     """
 
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
     def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True) -> None:
         super().__init__()
@@ -45,8 +47,6 @@ class BackupAndRestore(Callback):
         self.schedule = SaveSchedule(save_freq)
         self.delete_checkpoint = delete_checkpoint
         self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
-    writes_files = True  # fit(fast_dev_run=...) leaves it out
-
         self._pending: bool | None = None  # mid_epoch of the backup decided this hook
 
     def check_params(self) -> None:

@@ -65,6 +65,8 @@ class Callback:
 
     #: Overridden hooks this instance does not need with its arguments (kept out of the hot loop).
     inactive_hooks: tuple[str, ...] = ()
+    #: The callback writes files (checkpoints, logs): ``fit(fast_dev_run=...)`` leaves it out.
+    writes_files: bool = False
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -75,8 +77,6 @@ class Callback:
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
-    #: The callback writes files (checkpoints, logs): ``fit(fast_dev_run=...)`` leaves it out.
-    writes_files: bool = False
         self.params = params
 
     def set_session(self, session: Any) -> None:

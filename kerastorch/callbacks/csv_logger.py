@@ -37,13 +37,13 @@ class CSVLogger(Callback):
         >>> cb = CSVLogger("training.csv")
     """
 
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False) -> None:
         super().__init__()
         if not isinstance(separator, str) or len(separator) != 1:
             raise ValueError("`separator` must be a single character, e.g. ',' or ';'. "
                              f"Received: separator={separator!r}")
-    writes_files = True  # fit(fast_dev_run=...) leaves it out
-
         self.filename = os.fspath(filename)
         self.sep = separator
         self.append = append

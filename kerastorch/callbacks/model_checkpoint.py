@@ -40,6 +40,8 @@ class ModelCheckpoint(Callback):
         >>> cb = ModelCheckpoint("ckpt/best.pt", monitor="val_loss", save_best_only=True)
     """
 
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", mode: str = "auto",
                  save_best_only: bool = False, save_weights_only: bool = True,
                  save_freq: str | int = "epoch", verbose: int = 0) -> None:
@@ -60,8 +62,6 @@ class ModelCheckpoint(Callback):
         if self.schedule.per_epoch:
             check_template(self.filepath, self, "filepath")
         else:
-    writes_files = True  # fit(fast_dev_run=...) leaves it out
-
             check_template(self.filepath, self, "filepath", keys=(), reason=(
                 f"but save_freq={self.schedule.save_freq} saves in the middle of epochs, where only {{epoch}} is "
                 "known. Use only {epoch} in the name, or save_freq='epoch'."))

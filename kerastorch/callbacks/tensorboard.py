@@ -62,6 +62,8 @@ class TensorBoard(Callback):
         ['train', 'validation']
     """
 
+    writes_files = True  # fit(fast_dev_run=...) leaves it out
+
     def __new__(cls, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch",
                 *args: Any, **kwargs: Any) -> TensorBoard:
         # Only an instance that writes batch values has a batch hook, so the
@@ -85,8 +87,6 @@ class TensorBoard(Callback):
         self._graph_written = False
 
     def _writer(self, name: str) -> Any:
-    writes_files = True  # fit(fast_dev_run=...) leaves it out
-
         writer = self._writers.get(name)
         if writer is None:
             writer = self._writers[name] = self._writer_class(log_dir=os.path.join(self.log_dir, name))
