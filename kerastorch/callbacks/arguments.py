@@ -77,14 +77,29 @@ def check_template(template: str, callback: Any, arg: str, keys: Iterable[str] |
             if reason:
                 raise ValueError(f"{where} uses {{{key}}}, {reason}")
             raise _unknown_key(key, where, available, params.get("has_validation"))
-        sample = 1 if key == "epoch" else 0.5
+        sample = 1 if key in ("epoch", "batch") else 0.5
         text = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         try:
             text.format(**{key: sample})
         except (ValueError, TypeError, IndexError, AttributeError, KeyError) as err:
-            kind, example = ("an int", "{epoch:03d}") if key == "epoch" else ("a float", f"{{{key}:.4f}}")
+            integer = key in ("epoch", "batch")
+            kind, example = ("an int", f"{{{key}:03d}}") if integer else ("a float", f"{{{key}:.4f}}")
             raise ValueError(f"{where} cannot format {text}: {key} is {kind} ({err}). Use "
-                             f"{'an int' if key == 'epoch' else 'a float'} format such as {example}.") from None
+                             f"{kind} format such as {example}.") from None
+
+
+def template_keys(template: str) -> set[str]:
+    """The names a ``str.format`` path template uses (its fields' first parts); empty when it has none.
+
+    Example:
+        >>> sorted(template_keys("ckpt/{epoch:02d}-{val_loss:.3f}.pt")), template_keys("best.pt")
+        (['epoch', 'val_loss'], set())
+    """
+    try:
+        fields = _fields(template, "template")
+    except ValueError:
+        return set()  # check_template reports it
+    return {re.split(r"[.\[]", field, maxsplit=1)[0] for field, _, _ in fields}
 
 
 def filled(template: str, keys: Iterable[str]) -> str:
@@ -95,7 +110,7 @@ def filled(template: str, keys: Iterable[str]) -> str:
         'ckpt/01-0.5.pt'
     """
     try:
-        return template.format(epoch=1, **{key: 0.5 for key in keys})
+        return template.format(epoch=1, **{key: 1 if key == "batch" else 0.5 for key in keys})
     except (ValueError, KeyError, IndexError, AttributeError, TypeError):
         return template  # check_template reports what is wrong with it
 

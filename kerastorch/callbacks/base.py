@@ -26,6 +26,10 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 * :meth:`Callback.auto_resume_path`: a checkpoint to continue from without being asked
   (BackupAndRestore's backup);
 * :meth:`Callback.state_dict` / :meth:`Callback.load_state_dict`: resumable state.
+
+As in Keras, ``on_batch_begin`` / ``on_batch_end`` are aliases of the training batch hooks: a
+callback that overrides only the alias is called from the ``on_train_batch_*`` table, and a hook
+called without logs (the begin hooks) gets a fresh ``{}``, never None.
 """
 from __future__ import annotations
 
@@ -44,15 +48,21 @@ HOOKS: tuple[str, ...] = (
     "on_predict_batch_begin", "on_predict_batch_end",
 )
 
+#: Keras's backward-compatible names of the training batch hooks (called as those hooks).
+ALIASES: dict[str, str] = {"on_batch_begin": "on_train_batch_begin", "on_batch_end": "on_train_batch_end"}
+
+# Hooks called with (index, logs); the others get (logs) only.
+_INDEXED = frozenset(name for name in HOOKS if "batch" in name or "epoch" in name or name == "on_backward_end")
+
 
 class Callback:
     """Base class for callbacks: override only the hooks you need.
 
     ``self.model`` is the unwrapped :class:`kerastorch.Model` (never a
     ``DataParallel``/``DDP`` wrapper); ``self.params`` holds ``epochs``,
-    ``steps``, ``verbose`` and, in ``fit``, ``has_validation`` and ``log_keys``
-    (the epoch-log keys a default fit produces, None when a custom step may
-    log others) for the current ``fit``/``evaluate``/``predict``;
+    ``steps``, ``verbose`` and, in ``fit``, ``has_validation``, ``log_keys``
+    (the epoch-log keys a default fit produces), ``custom_logs`` (a custom step
+    may log others) and ``validation_freq`` for the current ``fit``/``evaluate``/``predict``;
     ``self.session`` is the running call's
     :class:`~kerastorch.engine.session.Session` (epoch, batch, global step, the
     compiled configuration). Stop training with ``self.model.stop_training = True``.
@@ -87,13 +97,24 @@ class Callback:
         """The history's number of this fit's 0-based ``epoch`` (from 1, on across fits; ``epoch + 1`` outside fit)."""
         return epoch + 1 if self.session is None else self.session.epoch_number(epoch)
 
-    # Keras-compatible hooks; each is a no-op here and only the overridden ones are called.
+    # Keras-compatible hooks; each is a no-op here (the training batch hooks call Keras's aliases, as in
+    # Keras) and only the overridden ones are called. Hooks called without logs get {}.
     def on_train_begin(self, logs: dict | None = None) -> None: ...
     def on_train_end(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_begin(batch, logs)  # Keras: the alias is what a subclass may override
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Keras's alias of :meth:`on_train_batch_begin` (called when only the alias is overridden)."""
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Keras's alias of :meth:`on_train_batch_end` (called when only the alias is overridden)."""
+
     def on_backward_end(self, batch: int, logs: dict | None = None) -> None: ...
     def on_test_begin(self, logs: dict | None = None) -> None: ...
     def on_test_end(self, logs: dict | None = None) -> None: ...
@@ -146,6 +167,16 @@ def _overrides(callback: Callback, name: str) -> bool:
         return False
     method = getattr(type(callback), name, None)
     return method is not None and method is not getattr(Callback, name)
+
+
+def _bound_hook(callback: Callback, name: str) -> Callable[..., Any] | None:
+    """The method the ``name`` table calls on ``callback``: the hook, else its overridden Keras alias, else None."""
+    if _overrides(callback, name):
+        return getattr(callback, name)
+    alias = next((old for old, new in ALIASES.items() if new == name), None)
+    if alias is not None and name not in callback.inactive_hooks and _overrides(callback, alias):
+        return getattr(callback, alias)
+    return None
 
 
 class CallbackList:
@@ -202,9 +233,10 @@ class CallbackList:
 
     def _build_table(self) -> None:
         for name in (*HOOKS, *CAPABILITIES):
-            setattr(self, name, tuple(getattr(cb, name) for cb in self.callbacks if _overrides(cb, name)))
-        self.batch_writers = tuple(cb.flush_writes for cb in self.callbacks
-                                   if _overrides(cb, "flush_writes") and _overrides(cb, "on_train_batch_end"))
+            methods = (_bound_hook(cb, name) for cb in self.callbacks)
+            setattr(self, name, tuple(method for method in methods if method is not None))
+        self.batch_writers = tuple(cb.flush_writes for cb in self.callbacks if _overrides(cb, "flush_writes")
+                                   and _bound_hook(cb, "on_train_batch_end") is not None)
 
     def set_session(self, session: Any) -> None:
         for cb in self.callbacks:
@@ -221,8 +253,28 @@ class CallbackList:
             cb.set_params(params)
 
     def call(self, hook: str, *args: Any) -> None:
-        """Call ``hook`` on every callback that overrides it, in list order."""
-        for method in getattr(self, hook):
+        """Call ``hook`` on every callback that overrides it, in list order.
+
+        Logs given as None (or left out) arrive as one fresh ``{}`` shared by this call's
+        callbacks, as Keras passes them.
+
+        Example:
+            >>> class Begin(Callback):
+            ...     def on_train_begin(self, logs=None):
+            ...         print(logs)
+            >>> CallbackList([Begin()]).call("on_train_begin", None)
+            {}
+        """
+        methods = getattr(self, hook)
+        if not methods:
+            return
+        if hook in HOOKS:  # a capability's arguments are passed as given
+            arity = 2 if hook in _INDEXED else 1
+            if len(args) < arity:
+                args = (*args, {})
+            elif args[-1] is None:
+                args = (*args[:-1], {})
+        for method in methods:
             method(*args)
 
     def flush_after_error(self) -> None:

@@ -10,19 +10,24 @@ from .arguments import require_file, require_parent_folder
 from .base import Callback
 from .history import order_logs as history_order
 
-MISSING = "NA"
+MISSING = ""  # the cell of a key an epoch did not log (e.g. val_* between validations)
 
 
 class CSVLogger(Callback):
     """Write each epoch's logs to a CSV file.
 
     Columns are ``epoch`` (numbered as in the history frame, on across fits) and then the
-    epoch-log keys in the history's order (training values, ``val_*``, ``lr``),
-    fixed by the first row. Values are written with ``str(value)``, which for a
-    Python float is the shortest text that reads back to the same float
+    epoch-log keys in the history's order (training values, ``val_*``, ``lr``), fixed
+    when the first row is written: the keys fit will log (known before training, so the
+    ``val_*`` columns are there even when the first epoch does not validate, with
+    ``fit(validation_freq=N)``) and the first row's. With a custom step whose keys are not
+    known in advance and a first epoch without validation, the ``val_`` twin of each
+    training key gets a column too, as Keras does. Values are written with ``str(value)``,
+    which for a Python float is the shortest text that reads back to the same float
     (``pandas.read_csv`` reads them back exactly with pandas >= 3, or with
     ``float_precision="round_trip"`` before).
-    A key missing from a later epoch is written as ``NA``. The file is opened at the
+    A key an epoch did not log is an empty cell (``pandas.read_csv`` reads NaN; Keras
+    writes ``NA``). The file is opened at the
     first epoch end (a fit that fails before it leaves an existing file untouched) and
     each row is flushed as it is written. Only rank 0 writes under ``torchrun``.
 
@@ -94,7 +99,7 @@ class CSVLogger(Callback):
         handle = self._file if self._file is not None else self._open()
         ordered = history_order(logs or {})
         if self.keys is None:
-            self.keys = list(ordered)
+            self.keys = self._columns(ordered)
             self._writer.writerow(["epoch", *self.keys])
         unknown = [key for key in ordered if key not in self.keys]
         if unknown:
@@ -103,6 +108,14 @@ class CSVLogger(Callback):
         values = [f"{ordered[key]}" if key in ordered else MISSING for key in self.keys]
         self._writer.writerow([self.epoch_number(epoch), *values])
         handle.flush()
+
+    def _columns(self, row: dict[str, Any]) -> list[str]:
+        """The columns after ``epoch``: the keys fit will log and the first row's, in history order."""
+        columns = {**dict.fromkeys(self.params.get("log_keys") or ()), **row}
+        if self.params.get("custom_logs") and self.params.get("has_validation") and \
+                not any(key.startswith("val_") for key in row):  # Keras: a first epoch without validation
+            columns.update(dict.fromkeys(f"val_{key}" for key in row if not key.startswith("val_") and key != "lr"))
+        return list(history_order(columns))
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._file is not None:

@@ -1,14 +1,14 @@
 """EarlyStopping: stop training when a monitored value stops improving."""
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 
 from ..checks import require_non_negative_int
 from ..distributed import is_rank_zero
 from .base import Callback
-from .monitor import check_monitor, is_better, require_logged, resolve_mode
+from .monitor import check_monitor, is_better, monitored_value, resolve_mode
 
 
 class EarlyStopping(Callback):
@@ -37,11 +37,16 @@ class EarlyStopping(Callback):
             Costs one extra copy of the weights in device memory.
         start_from_epoch: epochs (0-based indices) before this one are ignored.
 
+    A ``val_*`` monitor is read only on the epochs that validate (``fit(validation_freq=N)``):
+    the others are skipped, so ``patience`` counts validated epochs.
+
     Attributes:
         best: the best monitored value (None until one is seen).
-        best_epoch: 0-based index of the best epoch (None until one is seen).
+        best_epoch: 0-based index of the best epoch (0 until one is seen, as in Keras).
         stopped_epoch: 0-based index of the epoch after which this callback
-            stopped training, or None when it did not stop it.
+            stopped training, 0 when it did not stop it (as in Keras; ``stopped``
+            tells the two apart when it stopped after the first epoch).
+        stopped: True when this callback stopped the last fit.
         wait: epochs since the last progress.
 
     ``state_dict()`` holds all of the above (and the best weights), so a resumed
@@ -70,8 +75,9 @@ class EarlyStopping(Callback):
     def _reset(self) -> None:
         self.wait = 0
         self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.stopped_epoch: int | None = None
+        self.best_epoch = 0
+        self.stopped_epoch = 0
+        self.stopped = False
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def check_params(self) -> None:
@@ -83,7 +89,9 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch < self.start_from_epoch:
             return
-        current = require_logged(self.monitor, logs or {}, self)
+        current = monitored_value(self.monitor, logs or {}, self)
+        if current is None:  # an epoch without validation: nothing to compare
+            return
         if is_better(current, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
@@ -93,27 +101,29 @@ class EarlyStopping(Callback):
                 return
         self.wait += 1
         if self.wait >= self.patience:
-            self.stopped_epoch = epoch
+            self.stopped_epoch, self.stopped = epoch, True
             self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
         restored = self.restore_best_weights and self.best_weights is not None
         if restored:
             self.model.load_state_dict(self.best_weights)
-        if self.verbose > 0 and is_rank_zero() and (restored or self.stopped_epoch is not None):
+        if self.verbose > 0 and is_rank_zero() and (restored or self.stopped):
             parts = []
-            if self.stopped_epoch is not None:
+            if self.stopped:
                 parts.append(f"stopped after epoch {self.epoch_number(self.stopped_epoch)}")
-            parts.append(f"best {self.monitor}={self.best:.6g} at epoch {cast(int, self.best_epoch) + 1}"
+            parts.append(f"best {self.monitor}={self.best:.6g} at epoch {self.best_epoch + 1}"
                          if self.best is not None else f"no finite {self.monitor} seen")
             if restored:
-                parts.append(f"restored the weights of epoch {cast(int, self.best_epoch) + 1}")
+                parts.append(f"restored the weights of epoch {self.best_epoch + 1}")
             print("EarlyStopping: " + "; ".join(parts))  # noqa: T201 (verbose > 0: output the user asked for)
 
     def state_dict(self) -> dict[str, Any]:
         return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
-                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+                "stopped_epoch": self.stopped_epoch, "stopped": self.stopped, "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
-        self.stopped_epoch, self.best_weights = state["stopped_epoch"], state["best_weights"]
+        # Checkpoints written before the Keras attributes held None for "not yet".
+        self.wait, self.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"] or 0
+        self.stopped = state.get("stopped", state["stopped_epoch"] is not None)
+        self.stopped_epoch, self.best_weights = state["stopped_epoch"] or 0, state["best_weights"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .base import ALIASES as _ALIASES  # Keras's names for the training batch hooks
 from .base import HOOKS, Callback
-
-# Keras 2's names for the training batch hooks.
-_ALIASES = {"on_batch_begin": "on_train_batch_begin", "on_batch_end": "on_train_batch_end"}
 
 # Keras's positional order.
 _POSITIONAL = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end",

@@ -1,6 +1,7 @@
 """LearningRateScheduler: set the learning rate from a function of the epoch at each epoch's start."""
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import warnings
@@ -21,6 +22,31 @@ def set_group_lr(group: dict[str, Any], value: float) -> None:
         group["lr"] = value
 
 
+def takes_lr(schedule: Callable[..., Any]) -> bool:
+    """True when ``schedule`` accepts ``(epoch, lr)``; False when it accepts ``(epoch)`` only.
+
+    Decided once from the signature (Keras instead calls ``schedule(epoch, lr)`` and falls
+    back to ``schedule(epoch)`` on any TypeError, which also hides a TypeError raised inside
+    the schedule). A signature Python cannot read is called with ``(epoch, lr)``.
+
+    Example:
+        >>> takes_lr(lambda epoch, lr: lr), takes_lr(lambda epoch: 0.1)
+        (True, False)
+    """
+    try:
+        signature = inspect.signature(schedule)
+    except (TypeError, ValueError):
+        return True
+    for args in ((0, 0.1), (0,)):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return len(args) == 2
+    raise TypeError("`schedule` must be a function (epoch, lr) -> lr or epoch -> lr. "
+                    f"Received: schedule={schedule!r} with the signature {signature}")
+
+
 def _as_lr(value: Any, epoch: int) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
@@ -31,27 +57,31 @@ def _as_lr(value: Any, epoch: int) -> float:
 
 
 class LearningRateScheduler(Callback):
-    """At the start of each epoch set the lr to ``schedule(epoch, lr)``.
+    """At the start of each epoch set the lr to ``schedule(epoch, lr)`` (or ``schedule(epoch)``).
 
     ``epoch`` is the 0-based epoch index (as in every hook) and ``lr`` the
-    current learning rate. With several optimizer param groups the schedule is
+    current learning rate; a schedule taking one argument gets the epoch only,
+    as Keras's older form. With several optimizer param groups the schedule is
     called once per group with that group's lr, so relative group rates can be
     kept (one group: exactly Keras's behaviour). The epoch's ``lr`` in the
     history is the value the schedule returned for it.
 
     Args:
-        schedule: ``fn(epoch: int, lr: float) -> float``.
+        schedule: ``fn(epoch: int, lr: float) -> float`` or ``fn(epoch: int) -> float``.
         verbose: > 0 prints one line per epoch with the new learning rate.
 
     Example:
         >>> cb = LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch >= 10 else lr)
+        >>> LearningRateScheduler(lambda epoch: 1.0 / (2.0 + epoch)).takes_lr
+        False
     """
 
-    def __init__(self, schedule: Callable[[int, float], float], verbose: int = 0) -> None:
+    def __init__(self, schedule: Callable[[int, float], float] | Callable[[int], float], verbose: int = 0) -> None:
         super().__init__()
         if not callable(schedule):
             raise TypeError(f"`schedule` must be a function (epoch, lr) -> lr. Received: {schedule!r}")
-        self.schedule = schedule
+        self.schedule: Callable[..., Any] = schedule
+        self.takes_lr = takes_lr(schedule)
         self.verbose = verbose
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -63,7 +93,8 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         new_lrs = []
         for group in self.model.optimizer.param_groups:
-            lr = _as_lr(self.schedule(epoch, float(group["lr"])), epoch)
+            value = self.schedule(epoch, float(group["lr"])) if self.takes_lr else self.schedule(epoch)
+            lr = _as_lr(value, epoch)
             set_group_lr(group, lr)
             new_lrs.append(lr)
         if self.verbose > 0 and is_rank_zero():

@@ -1,18 +1,21 @@
-"""ModelCheckpoint: save weights or full training state, atomically, never non-finite."""
+"""ModelCheckpoint: save weights or full training state, atomically, never non-finite; keep the best / newest."""
 from __future__ import annotations
 
 import glob
 import math
+import numbers
 import os
 from typing import Any
 
 from ..checkpointing import training_state
 from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files
 from ..checkpointing.policy import SaveSchedule, safe_to_save
+from ..checkpointing.retention import Retention, remove_files
+from ..checks import require_positive_int
 from ..distributed import is_rank_zero, strip_prefixes, unwrap
-from .arguments import check_template, filled, require_file, require_parent_folder
+from .arguments import check_template, filled, require_file, require_parent_folder, template_keys
 from .base import Callback
-from .monitor import check_monitor, is_better, resolve_mode
+from .monitor import check_monitor, is_better, resolve_mode, validated
 
 INTERRUPT_NAME = "interrupted.pt"
 
@@ -22,8 +25,10 @@ class ModelCheckpoint(Callback):
 
     Args:
         filepath: file name, may hold ``str.format`` fields filled with ``epoch``
-            (numbered as in the history: from 1, on across fits) and the epoch's logs,
-            e.g. ``"ckpt/epoch{epoch:02d}-{val_loss:.3f}.pt"``.
+            (numbered as in the history: from 1, on across fits), the epoch's logs and,
+            for mid-epoch saves (``save_freq=N``), ``batch`` (the batch's number in its
+            epoch, from 1, as in Keras), e.g. ``"ckpt/epoch{epoch:02d}-{val_loss:.3f}.pt"``.
+            A name using ``val_*`` fields is written only on epochs that validate.
         monitor: the logged value that decides "best".
         mode: "min", "max" or "auto" (max for accuracy-like names).
         save_best_only: only write when ``monitor`` improves (the file is overwritten
@@ -31,20 +36,36 @@ class ModelCheckpoint(Callback):
         save_weights_only: True writes a plain state_dict (loadable in bare PyTorch);
             False writes a full training checkpoint that ``fit(resume_from=...)`` continues.
         save_freq: "epoch", or an integer number of batches (mid-epoch checkpoints).
-        verbose: 1 prints a line per saved file.
+        verbose: 1 prints a line per saved (and per deleted) file.
+        initial_value_threshold: as in Keras, a value ``monitor`` must beat before
+            ``save_best_only`` (or ``save_top_k``) saves anything.
+        save_top_k: keep the files of the k best epochs by ``monitor``: an epoch is written only
+            when it enters the top k, and the file it pushes out is deleted (None: no such rule).
+        keep_last: keep the n most recently written files, deleting older ones (None: no such rule).
+            With ``save_top_k`` too, every epoch is written and a file is kept while it is in the
+            top k or among the n newest.
+
+    ``save_top_k`` and ``keep_last`` need a field in ``filepath`` (so the files' names differ).
+    They delete only files this callback wrote (in this run, or in the run a resumed fit
+    continues: the ranking is part of its state, saved in full checkpoints), only after the new
+    file is completely written, and only on rank 0; equal scores keep the older file.
+    ``best_model_path``, ``best_model_score``, ``best_k_models`` and ``last_model_path`` tell
+    which files it kept (absolute paths).
 
     A non-finite loss or non-finite weights never overwrite a good file. On Ctrl-C or
     SIGTERM a full training checkpoint is written to ``interrupted.pt`` beside ``filepath``.
 
     Example:
         >>> cb = ModelCheckpoint("ckpt/best.pt", monitor="val_loss", save_best_only=True)
+        >>> top = ModelCheckpoint("ckpt/e{epoch:02d}-{val_loss:.3f}.pt", save_top_k=3, keep_last=1)
     """
 
     writes_files = True  # fit(fast_dev_run=...) leaves it out
 
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", mode: str = "auto",
                  save_best_only: bool = False, save_weights_only: bool = True,
-                 save_freq: str | int = "epoch", verbose: int = 0) -> None:
+                 save_freq: str | int = "epoch", verbose: int = 0, initial_value_threshold: float | None = None,
+                 save_top_k: int | None = None, keep_last: int | None = None) -> None:
         super().__init__()
         self.filepath = os.fspath(filepath)
         self.directory = os.path.dirname(os.path.abspath(self.filepath))
@@ -53,24 +74,65 @@ class ModelCheckpoint(Callback):
         self.save_weights_only, self.verbose = save_weights_only, verbose
         self.schedule = SaveSchedule(save_freq)
         self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
-        self.best: float | None = None
-        self._pending: list[tuple[str, bool]] = []  # (path, mid_epoch) decided this hook
+        self.initial_value_threshold = _threshold(initial_value_threshold)
+        self._check_retention(save_top_k, keep_last)
+        self.retention = Retention(self.mode, save_top_k, keep_last)
+        self.best: float | None = self.initial_value_threshold
+        self._pending: list[tuple[str, bool, float | None]] = []  # (path, mid_epoch, score) decided this hook
+
+    def _check_retention(self, save_top_k: int | None, keep_last: int | None) -> None:
+        require_positive_int("save_top_k", save_top_k, allow_none=True)
+        require_positive_int("keep_last", keep_last, allow_none=True)
+        if save_top_k is not None and self.save_best_only:
+            raise ValueError("Pass either `save_best_only=True` or `save_top_k`, not both: save_top_k=1 keeps the "
+                             f"best file under its own name. Received: save_top_k={save_top_k}, save_best_only=True")
+        for name, value in (("save_top_k", save_top_k), ("keep_last", keep_last)):
+            if value is not None and not template_keys(self.filepath):
+                stem, ext = os.path.splitext(self.filepath)
+                raise ValueError(f"ModelCheckpoint({name}={value}) keeps several files, so `filepath` needs a field "
+                                 f"that differs between them, e.g. {stem + '-{epoch:03d}' + ext!r}. "
+                                 f"Received: filepath={self.filepath!r}")
+
+    @property
+    def best_model_path(self) -> str | None:
+        """The kept file with the best ``monitor`` value (absolute path), or None."""
+        return self.retention.best_path
+
+    @property
+    def best_model_score(self) -> float | None:
+        """The ``monitor`` value of :attr:`best_model_path`, or None."""
+        return self.retention.best_score
+
+    @property
+    def best_k_models(self) -> dict[str, float]:
+        """The kept files ranked by ``monitor``, best first: ``{path: value}``."""
+        return self.retention.best_k
+
+    @property
+    def last_model_path(self) -> str | None:
+        """The file written last (absolute path), or None."""
+        return self.retention.last_path
 
     def check_params(self) -> None:
         """Before training: ``filepath`` names a file, its fields will be logged, ``save_best_only`` can save."""
         require_file(self.filepath, self, "filepath", "epoch{epoch:02d}.pt")
+        by_score = "save_best_only=True" if self.save_best_only else \
+            f"save_top_k={self.retention.top_k}" if self.retention.top_k is not None else None
         if self.schedule.per_epoch:
+            if "batch" in template_keys(self.filepath):
+                raise ValueError(f"ModelCheckpoint `filepath`={self.filepath!r} uses {{batch}}, which only mid-epoch "
+                                 "saves know. Pass save_freq=<number of batches>, or drop {batch} from the name.")
             check_template(self.filepath, self, "filepath")
         else:
-            check_template(self.filepath, self, "filepath", keys=(), reason=(
-                f"but save_freq={self.schedule.save_freq} saves in the middle of epochs, where only {{epoch}} is "
-                "known. Use only {epoch} in the name, or save_freq='epoch'."))
-            if self.save_best_only:
+            check_template(self.filepath, self, "filepath", keys=("batch",), reason=(
+                f"but save_freq={self.schedule.save_freq} saves in the middle of epochs, where only {{epoch}} and "
+                "{batch} are known. Use only those in the name, or save_freq='epoch'."))
+            if by_score is not None:
                 raise ValueError(
-                    f"ModelCheckpoint(save_best_only=True) compares the epoch's {self.monitor!r}, but save_freq="
+                    f"ModelCheckpoint({by_score}) compares the epoch's {self.monitor!r}, but save_freq="
                     f"{self.schedule.save_freq} saves in the middle of epochs, where no epoch value exists: nothing "
-                    "would ever be saved. Use save_freq='epoch' with save_best_only=True.")
-        if self.save_best_only:
+                    f"would ever be saved. Use save_freq='epoch' with {by_score}.")
+        if by_score is not None:
             check_monitor(self.monitor, self)
         require_file(filled(self.filepath, self.params.get("log_keys") or ()), self, "filepath",
                      "epoch{epoch:02d}.pt")
@@ -83,47 +145,67 @@ class ModelCheckpoint(Callback):
             cleanup_temp_files(self.directory)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.schedule.per_epoch:
+        if self.schedule.per_epoch and not getattr(self.session, "nonfinite", False):  # fit said none is written
             self._maybe_save(epoch, logs or {}, mid_epoch=False)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.schedule.batch_done(self.session):
-            self._maybe_save(self.session.epoch, {}, mid_epoch=True)
+            self._maybe_save(self.session.epoch, {}, mid_epoch=True, batch=batch)
 
-    def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool) -> None:
+    def _score(self, logs: dict[str, Any]) -> float | None:
+        """The epoch's ``monitor`` value when it is logged, finite-or-inf and beats ``initial_value_threshold``."""
+        current = logs.get(self.monitor)
+        if current is None or math.isnan(current):
+            return None
+        threshold = self.initial_value_threshold
+        return None if threshold is not None and not is_better(current, threshold, self.mode) else float(current)
+
+    def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool, batch: int | None = None) -> None:
+        if not mid_epoch and not validated(logs) and any(k.startswith("val_") for k in template_keys(self.filepath)):
+            return  # fit(validation_freq=N): this epoch has no val_* value to name the file with
+        score = None if mid_epoch else self._score(logs)
         if self.save_best_only:
-            current = logs.get(self.monitor)
-            if current is None or math.isnan(current):
+            if score is None or (self.best is not None and not is_better(score, self.best, self.mode, 0.0)):
                 return
-            if self.best is not None and not is_better(current, self.best, self.mode, 0.0):
-                return
+        elif self.retention.keep_last is None and not self.retention.admits(score):
+            return  # save_top_k alone: only an epoch entering the top k is written
         if not is_rank_zero() or not safe_to_save(self.model, self.session):
             return
         if self.save_best_only:
-            self.best = logs[self.monitor]
+            self.best = score
         # Written by flush_writes, after every callback's hook for this epoch/batch, so
         # the saved callback states (EarlyStopping counters, ...) are this epoch's.
-        self._pending.append((self._format_path(epoch, logs), mid_epoch))
+        self._pending.append((self._format_path(epoch, logs, batch), mid_epoch, score))
 
     def flush_writes(self) -> None:
         pending, self._pending = self._pending, []
-        for path, mid_epoch in pending:
-            self._write(path, mid_epoch)
+        for path, mid_epoch, score in pending:
+            self._write(path, mid_epoch, score)
 
-    def _format_path(self, epoch: int, logs: dict[str, Any]) -> str:
+    def _format_path(self, epoch: int, logs: dict[str, Any], batch: int | None = None) -> str:
+        fields = {**logs, "batch": batch + 1} if batch is not None else logs
         try:
-            return self.filepath.format(epoch=self.epoch_number(epoch), **logs)
+            return self.filepath.format(epoch=self.epoch_number(epoch), **fields)
         except KeyError as err:  # only with a custom step or loss: other keys are checked before training
             raise KeyError(f"ModelCheckpoint filepath {self.filepath!r} uses {err}, which is not logged. "
-                           f"Available: epoch, {', '.join(sorted(logs))}") from None
+                           f"Available: epoch, {', '.join(sorted(fields))}") from None
 
-    def _write(self, path: str, mid_epoch: bool) -> None:
-        if self.save_weights_only:
-            atomic_save(strip_prefixes(unwrap(self.model).state_dict()), path)
-        else:
-            atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), path)
+    def _write(self, path: str, mid_epoch: bool, score: float | None) -> None:
+        before = self.retention.state_dict()
+        dropped = self.retention.add(path, score)  # first, so a full checkpoint's ranking holds this file
+        try:
+            if self.save_weights_only:
+                atomic_save(strip_prefixes(unwrap(self.model).state_dict()), path)
+            else:
+                atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), path)
+        except BaseException:
+            self.retention.load_state_dict(before)  # nothing was written: the ranking stays as it was
+            raise
+        removed = remove_files(dropped)  # only now that the new file is durable
         if self.verbose:
             print(f"ModelCheckpoint: saved {path}")  # noqa: T201 (verbose=1: output the user asked for)
+            for old in removed:
+                print(f"ModelCheckpoint: deleted {old}")  # noqa: T201 (verbose=1: output the user asked for)
 
     def save_interrupt_checkpoint(self) -> str | None:
         """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint; returns its path."""
@@ -142,8 +224,22 @@ class ModelCheckpoint(Callback):
         return [p for p in glob.glob(pattern) if os.path.isfile(p) and not os.path.basename(p).startswith(".")]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, **self.schedule.state_dict()}
+        return {"best": self.best, **self.schedule.state_dict(), "retention": self.retention.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
         self.schedule.load_state_dict(state)
+        if "retention" in state:  # checkpoints written before save_top_k / keep_last have none
+            self.retention.load_state_dict(state["retention"])
+
+
+def _threshold(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("`initial_value_threshold` must be a number or None. "
+                        f"Received: initial_value_threshold={value!r}")
+    if math.isnan(value):
+        raise ValueError("`initial_value_threshold` must not be NaN: no value would beat it. "
+                         f"Received: initial_value_threshold={value!r}")
+    return float(value)

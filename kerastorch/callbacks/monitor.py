@@ -6,7 +6,10 @@
   step), a monitored name that ``fit`` will never log (fit passes the keys it
   will log in the callback's ``params``);
 * :func:`require_logged` is the same check at epoch end, for names that could
-  not be decided before training (custom ``train_step``, losses returning dicts).
+  not be decided before training (custom ``train_step``, losses returning dicts);
+* :func:`monitored_value` is what the callbacks read at epoch end: like
+  :func:`require_logged`, but None on an epoch that did not validate
+  (``fit(validation_freq=...)``) when the monitor is a ``val_*`` name.
 """
 from __future__ import annotations
 
@@ -98,3 +101,33 @@ def require_logged(monitor: str, logs: dict[str, Any], callback: Any) -> float:
         raise ValueError(f"{type(callback).__name__} monitors {monitor!r}, which is not in the epoch logs. "
                          f"Available: {', '.join(logs)}.")
     return float(logs[monitor])
+
+
+def validated(logs: dict[str, Any]) -> bool:
+    """True when the epoch ``logs`` hold validation values (any ``val_*`` key).
+
+    Example:
+        >>> validated({"loss": 0.5, "val_loss": 0.75}), validated({"loss": 0.5, "lr": 0.1})
+        (True, False)
+    """
+    return any(key.startswith("val_") for key in logs)
+
+
+def monitored_value(monitor: str, logs: dict[str, Any], callback: Any) -> float | None:
+    """``logs[monitor]`` as a float; None when ``monitor`` is a ``val_*`` name and this epoch did not validate.
+
+    With ``fit(validation_freq=...)`` the epochs between validations log no ``val_*``
+    key: a callback watching a ``val_*`` name skips them silently (no patience counted,
+    nothing saved). A name missing from a validated epoch, or a non-``val_*`` name
+    missing from any epoch, is the ValueError of :func:`require_logged`.
+
+    Example:
+        >>> class Watcher: pass
+        >>> monitored_value("val_loss", {"loss": 0.5, "lr": 0.1}, Watcher()) is None
+        True
+        >>> monitored_value("val_loss", {"loss": 0.5, "val_loss": 0.25}, Watcher())
+        0.25
+    """
+    if monitor not in logs and monitor.startswith("val_") and not validated(logs):
+        return None
+    return require_logged(monitor, logs, callback)

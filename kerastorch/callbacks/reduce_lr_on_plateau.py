@@ -8,7 +8,7 @@ from ..checks import require_non_negative_int
 from ..distributed import is_rank_zero
 from .base import Callback
 from .lr_scheduler import set_group_lr
-from .monitor import check_monitor, is_better, require_logged, resolve_mode
+from .monitor import check_monitor, is_better, monitored_value, resolve_mode
 
 
 class ReduceLROnPlateau(Callback):
@@ -17,12 +17,15 @@ class ReduceLROnPlateau(Callback):
     At each epoch end (after the epoch's ``lr`` was logged): a value beating the
     best by more than ``min_delta`` resets the wait; otherwise, outside a
     cooldown, the wait grows, and when it reaches ``patience`` every optimizer
-    param group whose lr is above ``min_lr`` gets ``max(lr * factor, min_lr)``,
-    the wait restarts and ``cooldown`` epochs follow during which no epoch
-    counts towards the wait (``cooldown=1``: the epoch after a reduction is
-    ignored, as in ``torch.optim.lr_scheduler.ReduceLROnPlateau``; Keras's
-    counter makes ``cooldown=1`` a no-op). The new lr applies from the next
-    epoch, so the history's ``lr`` column shows it one row later.
+    param group whose lr is above ``min_lr`` gets ``max(lr * factor, min_lr)``
+    and the wait restarts. The cooldown counts as Keras counts it: a reduction
+    sets the counter to ``cooldown``, and each later epoch first decrements it and
+    counts towards the wait only once it is 0, so ``cooldown=c`` leaves ``c - 1``
+    epochs out (``cooldown=1`` changes nothing; ``cooldown=2`` with ``patience=1``
+    reduces every other epoch). The new lr applies from the next epoch, so the
+    history's ``lr`` column shows it one row later. A ``val_*`` monitor is read
+    only on the epochs that validate (``fit(validation_freq=N)``); the others are
+    skipped entirely.
 
     Args:
         monitor: the epoch-log key to watch (a name fit will never log is a
@@ -32,7 +35,7 @@ class ReduceLROnPlateau(Callback):
         verbose: > 0 prints one line per reduction.
         mode: "min", "max" or "auto" (see :func:`~kerastorch.callbacks.monitor.resolve_mode`).
         min_delta: improvements of at most this much do not count.
-        cooldown: epochs after a reduction during which the wait does not grow.
+        cooldown: the cooldown counter set by a reduction (Keras's counting, above).
         min_lr: lower bound of the learning rate.
 
     ``state_dict()`` holds best, wait and the cooldown counter (the lr itself is
@@ -80,15 +83,16 @@ class ReduceLROnPlateau(Callback):
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        current = require_logged(self.monitor, logs or {}, self)
-        cooling = self.in_cooldown()
-        if cooling:
+        current = monitored_value(self.monitor, logs or {}, self)
+        if current is None:  # an epoch without validation: nothing counted, not even the cooldown
+            return
+        if self.in_cooldown():
             self.cooldown_counter -= 1
             self.wait = 0
         if is_better(current, self.best, self.mode, self.min_delta):
             self.best = current
             self.wait = 0
-        elif not cooling:
+        elif not self.in_cooldown():  # read after the decrement, as Keras does
             self.wait += 1
             if self.wait >= self.patience and self._reduce(epoch):
                 self.cooldown_counter = self.cooldown

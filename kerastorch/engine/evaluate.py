@@ -85,7 +85,7 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "", steps:
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 for hook in batch_begin:
-                    hook(index, None)
+                    hook(index, {})
                 batch = move_to_device(batch, device)
                 try:
                     logs = test_step(batch)
@@ -101,5 +101,5 @@ def run_test(model: Any, session: Session, source: Any, prefix: str = "", steps:
         model.train(was_training)
         if loss is not None and checks is not None:  # training's checks (and target alignment) stay as they were
             loss.restore_checks(checks)
-    callbacks.call("on_test_end", logs)
+    callbacks.call("on_test_end", {key.removeprefix(prefix): value for key, value in logs.items()})  # Keras's keys
     return logs

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList
-from ..callbacks.history import History, order_logs
+from ..callbacks.history import History
 from ..checkpointing.compatibility import train_sizes
 from ..checkpointing.replay import start_epoch_iterator
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
@@ -224,7 +224,7 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
     for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
         session.batch = index
         for hook in batch_begin:
-            hook(index, None)
+            hook(index, {})
         batch = move_to_device(batch, device, channels_last=channels_last)
         try:  # free until something raises (Python 3.11): then the error names the batch
             if window > 1:
@@ -343,7 +343,8 @@ def _data_culprit(session: Session, source: Any, bad_step: int) -> str:
 
 def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator,
                            source: Any) -> bool:
-    """Stop without calling on_epoch_end, so no callback saves the non-finite weights."""
+    """Stop after this epoch; its logs (NaN) still reach on_epoch_end as in Keras (the history row, CSVLogger's
+    row, TerminateOnNaN), while checkpoint callbacks never write non-finite weights (``session.nonfinite``)."""
     config = cast("CompileConfig", session.config)
     bad_step = accumulator.first_nonfinite()
     if launched_distributed() and any_rank(bad_step is not None, config.device):
@@ -351,15 +352,22 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     if bad_step is None:
         return False
     session.nonfinite = True
-    logs = epoch_logs(config, accumulator)
-    lr = float(config.optimizer.param_groups[0]["lr"])
     number = session.epoch_base + epoch + 1
-    session.record.history_rows.append({"epoch": number, **order_logs({**logs, "lr": lr})})
     model.stop_training = True
     warnings.warn(f"Non-finite training loss at epoch {number}, batch {bad_step} (epochs count "
                   "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
                   "no checkpoint was written from this epoch." + _data_culprit(session, source, bad_step),
                   RuntimeWarning, stacklevel=2)
+    logs = epoch_logs(config, accumulator)
+    logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
+    session.logs = logs
+    try:
+        session.callbacks.call("on_epoch_end", epoch, logs)  # History appends the row
+    except BaseException:
+        session.callbacks.flush_after_error()
+        raise
+    for write in session.callbacks.flush_writes:
+        write()
     return True
 
 

@@ -47,7 +47,7 @@ def predict(model: Any, config: CompileConfig | None, record: FitRecord, x: Any,
         with torch.inference_mode():
             for index, batch in enumerate(source):
                 for hook in batch_begin:
-                    hook(index, None)
+                    hook(index, {})
                 batch = move_to_device(batch, device)
                 try:
                     output = predict_step(batch)

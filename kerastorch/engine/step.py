@@ -41,7 +41,7 @@ def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session |
         config.penalty.add_gradients()
     if session is not None:
         for hook in session.callbacks.on_backward_end:
-            hook(session.batch, None)
+            hook(session.batch, {})
     if not update:
         return
     if config.grad_clip_norm is not None or config.grad_clip_value is not None:

@@ -77,7 +77,7 @@ def test_callbacks_see_the_unwrapped_model_and_params():
     model.fit(torch.zeros(6, 2), torch.zeros(6, 1), batch_size=4, epochs=3, callbacks=[Look()], verbose=0)
     assert seen["model"] is model
     assert seen["params"] == {"epochs": 3, "steps": 2, "verbose": 0, "has_validation": False,
-                              "log_keys": ["loss", "lr"], "custom_logs": False}
+                              "log_keys": ["loss", "lr"], "custom_logs": False, "validation_freq": 1}
 
 
 def test_batch_logs_are_device_tensors():
@@ -142,3 +142,84 @@ def test_flush_writes_runs_after_every_callbacks_epoch_end():
     model.compile("sgd", "mse", device="cpu")
     model.fit(torch.zeros(4, 2), torch.zeros(4, 1), epochs=2, callbacks=[Decides(), Later()], verbose=0)
     assert order == [("decides", 0), ("later", 0), ("writes", 0), ("decides", 1), ("later", 1), ("writes", 1)]
+
+
+def test_keras_batch_aliases_are_called_as_the_training_batch_hooks():
+    calls = []
+
+    class OldStyle(Callback):
+        def on_batch_begin(self, batch, logs=None):
+            calls.append(("begin", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            calls.append(("end", batch, sorted(logs)))
+
+    class Both(Callback):  # the hook wins over its alias, as in Keras
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append(("hook", batch))
+
+        def on_batch_end(self, batch, logs=None):
+            calls.append(("alias", batch))
+
+    old, both = OldStyle(), Both()
+    table = CallbackList([old, both])
+    assert [m.__func__ for m in table.on_train_batch_begin] == [OldStyle.on_batch_begin]
+    assert [m.__func__ for m in table.on_train_batch_end] == [OldStyle.on_batch_end, Both.on_train_batch_end]
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    model.fit(torch.zeros(4, 2), torch.zeros(4, 1), batch_size=2, callbacks=[old, both], verbose=0)
+    assert calls == [("begin", 0), ("end", 0, ["loss"]), ("hook", 0), ("begin", 1), ("end", 1, ["loss"]), ("hook", 1)]
+
+
+def test_the_default_training_batch_hooks_call_the_aliases():
+    seen = []
+
+    class Alias(Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    class Chained(Alias):  # calls super(), as a Keras subclass may
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+
+    Chained().on_train_batch_end(3, {})
+    assert seen == [3]
+
+
+def test_an_inactive_batch_hook_leaves_its_alias_out_and_writers_follow_the_alias():
+    class Saver(Callback):
+        def on_batch_end(self, batch, logs=None):
+            pass
+
+        def flush_writes(self):
+            pass
+
+    class Idle(Saver):
+        inactive_hooks = ("on_train_batch_end",)
+
+    saver, idle = Saver(), Idle()
+    table = CallbackList([saver, idle])
+    assert [m.__self__ for m in table.on_train_batch_end] == [saver]
+    assert [m.__self__ for m in table.batch_writers] == [saver]
+
+
+def test_hooks_called_without_logs_get_one_fresh_dict():
+    got = []
+
+    class Keep(Callback):
+        def on_train_begin(self, logs=None):
+            got.append(logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            got.append(logs)
+
+    first, second = Keep(), Keep()
+    table = CallbackList([first, second])
+    table.call("on_train_begin", None)
+    table.call("on_train_begin")
+    table.call("on_epoch_begin", 0, None)
+    assert got == [{}] * 6
+    assert got[0] is got[1] and got[0] is not got[2]  # one dict per call, shared by its callbacks (Keras)
+    logs = {"loss": 1.0}
+    table.call("on_epoch_begin", 1, logs)
+    assert got[-1] is logs

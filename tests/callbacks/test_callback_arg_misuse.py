@@ -103,8 +103,8 @@ def test_an_attribute_of_a_logged_value(model, folder):
 
 def test_logged_fields_in_mid_epoch_saves(model, folder):
     refused(model, folder, ModelCheckpoint(folder / "w-{epoch}-{loss:.2f}.pt", save_freq=1), ValueError,
-            re.escape("uses {loss}, but save_freq=1 saves in the middle of epochs, where only {epoch} is known. "
-                      "Use only {epoch} in the name, or save_freq='epoch'."))
+            re.escape("uses {loss}, but save_freq=1 saves in the middle of epochs, where only {epoch} and {batch} "
+                      "are known. Use only those in the name, or save_freq='epoch'."))
 
 
 def test_save_best_only_with_a_batch_save_freq_would_never_save(model, folder):

@@ -45,7 +45,7 @@ def test_append_keeps_the_header_and_its_columns(tmp_path):
     cb.on_train_end(None)
     assert path.read_text() == ("epoch,loss,acc,val_loss,lr\n"
                                 "1,0.5,0.25,0.75,0.01\n"
-                                "2,0.125,NA,0.5,0.001\n")
+                                "2,0.125,,0.5,0.001\n")  # a key the epoch did not log: an empty cell
 
 
 def test_append_with_a_key_the_header_lacks_is_an_error(tmp_path):

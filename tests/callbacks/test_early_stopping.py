@@ -69,7 +69,7 @@ def test_patience_zero_stops_at_the_first_epoch_without_improvement():
 def test_no_stop_while_improving():
     cb = EarlyStopping(patience=1)
     assert _run(cb, [1.0, 0.9, 0.8, 0.7]) == 4
-    assert cb.stopped_epoch is None and cb.best == 0.7 and cb.best_epoch == 3
+    assert cb.stopped_epoch == 0 and not cb.stopped and cb.best == 0.7 and cb.best_epoch == 3
 
 
 def test_min_delta_is_a_strict_threshold():
@@ -89,9 +89,9 @@ def test_baseline_must_be_beaten():
     assert cb.stopped_epoch == 1 and cb.best == 0.8 and cb.best_epoch == 1
     cb = EarlyStopping(patience=2, baseline=0.85)
     assert _run(cb, [0.9, 0.8, 0.7, 0.6]) == 4
-    assert cb.stopped_epoch is None and cb.wait == 0
+    assert cb.stopped_epoch == 0 and not cb.stopped and cb.wait == 0
     cb = EarlyStopping(patience=0, baseline=0.5)
-    assert _run(cb, [0.9]) == 1 and cb.stopped_epoch == 0
+    assert _run(cb, [0.9]) == 1 and cb.stopped_epoch == 0 and cb.stopped  # stopped after the first epoch
 
 
 def test_mode_max_and_auto_for_accuracy():
@@ -176,7 +176,7 @@ def test_resumed_fit_continues_counting(tmp_path):
     es = EarlyStopping(patience=3)
     model.fit(x, y, batch_size=4, epochs=3, validation_data=(x, y), verbose=0,
               callbacks=[Script("val_loss", values), es, ModelCheckpoint(path, save_weights_only=False)])
-    assert es.wait == 1 and es.stopped_epoch is None
+    assert es.wait == 1 and es.stopped_epoch == 0 and not es.stopped
     resumed, es2 = _model(), EarlyStopping(patience=3)
     history = resumed.fit(x, y, batch_size=4, epochs=10, validation_data=(x, y), verbose=0, resume_from=path,
                           callbacks=[Script("val_loss", values), es2, ModelCheckpoint(path, save_weights_only=False)])

@@ -26,14 +26,14 @@ def test_functions_get_the_hook_arguments_in_fit():
     history = model.fit(x, y, batch_size=4, epochs=1, validation_data=(x, y), verbose=0, callbacks=[cb])
     names = [name for name, _ in calls]
     assert names == ["train_begin", "epoch_begin", "batch_end", "batch_end", "test_end", "epoch_end", "train_end"]
-    assert calls[0][1] == (None,) and calls[1][1] == (0, None)
+    assert calls[0][1] == ({},) and calls[1][1] == (0, {})  # Keras: {} for hooks without logs
     batch, logs = calls[2][1]
     assert batch == 0 and isinstance(logs["loss"], torch.Tensor)
     assert calls[3][1][0] == 1
     epoch, logs = calls[5][1]
     expected = history.iloc[0].to_dict()
     assert epoch == 0 and {"epoch": 1, **logs} == expected
-    assert calls[4][1] == ({"val_loss": expected["val_loss"]},)
+    assert calls[4][1] == ({"loss": expected["val_loss"]},)  # on_test_end gets Keras's unprefixed keys
     assert calls[6][1] == (logs,)
 
 

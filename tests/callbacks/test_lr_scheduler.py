@@ -82,3 +82,31 @@ def test_verbose(capsys):
     model.fit(*_data(), epochs=2, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: 0.5 ** e, verbose=1)])
     assert capsys.readouterr().out == ("Epoch 1: LearningRateScheduler setting learning rate to 1.\n"
                                        "Epoch 2: LearningRateScheduler setting learning rate to 0.5.\n")
+
+
+def test_a_one_argument_schedule_gets_the_epoch_only():
+    calls = []
+
+    def by_epoch(epoch):
+        calls.append(epoch)
+        return 0.5 ** epoch
+
+    model = _model()
+    history = model.fit(*_data(), batch_size=4, epochs=3, verbose=0, callbacks=[LearningRateScheduler(by_epoch)])
+    assert calls == [0, 1, 2] and list(history["lr"]) == [1.0, 0.5, 0.25]
+
+
+def test_a_type_error_inside_a_two_argument_schedule_is_not_swallowed():
+    def broken(epoch, lr):
+        raise TypeError("bug in the schedule")
+
+    with pytest.raises(TypeError, match="bug in the schedule"):  # Keras would retry as schedule(epoch)
+        _model().fit(*_data(), epochs=1, verbose=0, callbacks=[LearningRateScheduler(broken)])
+
+
+def test_a_schedule_taking_neither_form_is_refused():
+    with pytest.raises(TypeError, match=r"`schedule` must be a function \(epoch, lr\) -> lr or epoch -> lr\. "
+                                        r"Received: schedule=.* with the signature \(\)"):
+        LearningRateScheduler(lambda: 0.1)
+    assert LearningRateScheduler(lambda epoch, lr=None: 0.1).takes_lr
+    assert LearningRateScheduler(max).takes_lr  # a builtin without a readable signature: (epoch, lr)

@@ -94,7 +94,7 @@ def test_verbose_prints_the_saved_path(tmp_path, capsys):
 def test_backup_is_deleted_after_success_unless_asked_to_keep(tmp_path):
     x, y = data()
     model().fit(x, y, epochs=2, verbose=0, callbacks=[BackupAndRestore(tmp_path / "a")])
-    assert os.listdir(tmp_path / "a") == []
+    assert not (tmp_path / "a").exists()  # the backup and its emptied folder, as Keras
     model().fit(x, y, epochs=2, verbose=0, callbacks=[BackupAndRestore(tmp_path / "b", delete_checkpoint=False)])
     kept = kt.checkpointing.safe_load(tmp_path / "b" / "backup.pt")
     assert kept["epoch"] == 2 and kept["batch"] == 0 and len(kept["history"]) == 2
@@ -115,3 +115,70 @@ def test_epoch_savers_stay_out_of_the_per_batch_table(tmp_path):
     table = CallbackList([ModelCheckpoint(tmp_path / "a.pt"), BackupAndRestore(tmp_path / "b"),
                           ModelCheckpoint(tmp_path / "c.pt", save_freq=5)])
     assert len(table.on_train_batch_end) == 1 and len(table.on_epoch_end) == 3
+
+
+class Interrupt(Callback):
+    """Raise at the end of the given 0-based epoch, as a crash would end the fit."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise RuntimeError("interrupted")
+
+
+def test_double_checkpoint_falls_back_to_the_previous_backup(tmp_path):
+    x, y = data()
+    backup = BackupAndRestore(tmp_path, double_checkpoint=True)
+    first = model()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        first.fit(x, y, epochs=4, verbose=0, callbacks=[backup, Interrupt(at=1)])
+    assert sorted(os.listdir(tmp_path)) == ["backup.prev.pt", "backup.pt"]
+    assert kt.checkpointing.safe_load(tmp_path / "backup.prev.pt")["global_step"] == 1  # epoch 1's (1 batch)
+    (tmp_path / "backup.pt").write_bytes(b"0")  # the latest backup is unreadable
+    second = model()
+    with pytest.warns(UserWarning, match="the latest backup .* is missing or unreadable; resuming from the previous"):
+        history = second.fit(x, y, epochs=4, verbose=0, callbacks=[backup])
+    assert history["epoch"].tolist() == [1, 2, 3, 4] and history.iloc[:1].equals(first.history.iloc[:1])
+    assert not tmp_path.exists()  # both backups and the emptied folder are gone after the finished fit
+
+
+def test_a_backup_folder_holding_other_files_is_kept_with_them(tmp_path):
+    x, y = data()
+    (tmp_path / "notes.txt").write_text("mine")
+    model().fit(x, y, epochs=1, verbose=0, callbacks=[BackupAndRestore(tmp_path)])
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("backup_dir", ["", None])
+def test_an_empty_backup_dir_is_refused(backup_dir):
+    with pytest.raises(ValueError, match=f"`backup_dir` must be a non-empty folder path, e.g. 'backup'. "
+                                         f"Received: backup_dir={backup_dir!r}"):
+        BackupAndRestore(backup_dir)
+
+
+def test_initial_value_threshold_checks(tmp_path):
+    with pytest.raises(TypeError, match="`initial_value_threshold` must be a number or None. Received: "
+                                        "initial_value_threshold='0.5'"):
+        ModelCheckpoint(tmp_path / "a.pt", initial_value_threshold="0.5")
+    with pytest.raises(ValueError, match="`initial_value_threshold` must not be NaN"):
+        ModelCheckpoint(tmp_path / "a.pt", initial_value_threshold=float("nan"))
+    assert ModelCheckpoint(tmp_path / "a.pt", initial_value_threshold=1).best == 1.0
+
+
+def test_the_threshold_also_bounds_save_top_k(tmp_path):
+    x, y = data()
+    cb = ModelCheckpoint(tmp_path / "e{epoch}.pt", save_top_k=2, initial_value_threshold=0.3)
+    model().fit(x, y, epochs=4, validation_data=(x, y), verbose=0,
+                callbacks=[Scripted("val_loss", [0.5, 0.25, 0.3, 0.125]), cb])
+    assert sorted(os.listdir(tmp_path)) == ["e2.pt", "e4.pt"]  # 0.5 and 0.3 do not beat 0.3
+
+
+def test_the_batch_field_needs_mid_epoch_saves(tmp_path):
+    x, y = data()
+    with pytest.raises(ValueError, match=r"uses \{batch\}, which only mid-epoch saves know\. Pass "
+                                         r"save_freq=<number of batches>, or drop \{batch\} from the name\."):
+        model().fit(x, y, epochs=1, verbose=0, callbacks=[ModelCheckpoint(str(tmp_path / "e{epoch}b{batch}.pt"))])
+    assert os.listdir(tmp_path) == []

@@ -51,10 +51,14 @@ def test_min_delta_is_strict():
     assert _lrs(cb, [1.0, 0.9375, 0.75, 0.75, 0.75]) == [1.0, 1.0, 1.0, 1.0, 0.5]
 
 
-def test_cooldown_epochs_do_not_count():
+def test_cooldown_counts_as_keras_counts_it():
+    # Each epoch after a reduction first decrements the counter, then counts if it reached 0:
+    # cooldown=1 changes nothing, cooldown=2 leaves one epoch out.
     cb = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=1, min_delta=0.0)
-    assert _lrs(cb, [1.0] * 6) == [1.0, 0.5, 0.5, 0.25, 0.25, 0.125]
+    assert _lrs(cb, [1.0] * 6) == [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125]
     cb = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2, min_delta=0.0)
+    assert _lrs(cb, [1.0] * 6) == [1.0, 0.5, 0.5, 0.25, 0.25, 0.125]
+    cb = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=3, min_delta=0.0)
     assert _lrs(cb, [1.0] * 6) == [1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
     cb = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=0, min_delta=0.0)
     assert _lrs(cb, [1.0] * 4) == [1.0, 0.5, 0.25, 0.125]
@@ -62,7 +66,7 @@ def test_cooldown_epochs_do_not_count():
 
 def test_improvement_during_cooldown_updates_best():
     cb = ReduceLROnPlateau(factor=0.5, patience=1, cooldown=2, min_delta=0.0)
-    assert _lrs(cb, [1.0, 1.0, 0.5, 0.75, 0.75]) == [1.0, 0.5, 0.5, 0.5, 0.25]
+    assert _lrs(cb, [1.0, 1.0, 0.5, 0.75, 0.75]) == [1.0, 0.5, 0.5, 0.25, 0.25]
     assert cb.best == 0.5
 
 
@@ -123,7 +127,7 @@ def test_state_dict_round_trip():
     second.set_params({"has_validation": True})
     second.on_train_begin(None)
     second.load_state_dict(state)
-    assert _lrs(second, [1.0, 1.0, 1.0], begin=False, first_epoch=3) == [0.5, 0.5, 0.25]
+    assert _lrs(second, [1.0, 1.0, 1.0], begin=False, first_epoch=3) == [0.5, 0.25, 0.25]
 
 
 def test_missing_monitor_fails_before_training():

@@ -36,12 +36,17 @@ def test_epoch_scalars_are_exact(tmp_path):
     steps = list(history["epoch"])
     assert steps == [1, 2]
     train, val = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
-    assert sorted(train) == ["epoch_loss", "epoch_lr", "epoch_mae"]
-    assert sorted(val) == ["epoch_loss", "epoch_mae"]
-    for key in ("loss", "mae", "lr"):
+    assert sorted(train) == ["epoch_learning_rate", "epoch_loss", "epoch_mae"]  # Keras's name for lr
+    assert sorted(val) == ["epoch_loss", "epoch_mae", "evaluation_loss_vs_iterations",
+                           "evaluation_mae_vs_iterations"]
+    for key in ("loss", "mae"):
         assert train[f"epoch_{key}"] == [(s, _f32(v)) for s, v in zip(steps, history[key])]
+    assert train["epoch_learning_rate"] == [(s, _f32(v)) for s, v in zip(steps, history["lr"])]
     for key in ("loss", "mae"):
         assert val[f"epoch_{key}"] == [(s, _f32(v)) for s, v in zip(steps, history[f"val_{key}"])]
+        # after each validation pass, with the batches trained so far (3 per epoch) as the step
+        values = history[f"val_{key}"]
+        assert val[f"evaluation_{key}_vs_iterations"] == [(3 * s, _f32(v)) for s, v in zip(steps, values)]
 
 
 def test_batch_scalars_with_update_freq(tmp_path):
@@ -103,13 +108,13 @@ def test_graph_histograms_and_lr_are_in_the_event_files(tmp_path):
     acc.Reload()
     tags = acc.Tags()
     assert tags["graph"] is True
-    assert sorted(tags["histograms"]) == ["fc.bias/gradients", "fc.bias/weights", "fc.weight/gradients",
-                                          "fc.weight/weights"]
-    assert [e.step for e in acc.Histograms("fc.weight/weights")] == [2, 4]  # every histogram_freq epochs
-    assert [e.step for e in acc.Histograms("fc.weight/gradients")] == [2, 4]
-    weights = acc.Histograms("fc.weight/weights")[-1].histogram_value
+    assert sorted(tags["histograms"]) == ["fc/bias/gradients", "fc/bias/histogram", "fc/weight/gradients",
+                                          "fc/weight/histogram"]  # Keras's <layer>/<weight>/histogram
+    assert [e.step for e in acc.Histograms("fc/weight/histogram")] == [2, 4]  # every histogram_freq epochs
+    assert [e.step for e in acc.Histograms("fc/weight/gradients")] == [2, 4]
+    weights = acc.Histograms("fc/weight/histogram")[-1].histogram_value
     assert weights.num == 2 and weights.min == pytest.approx(float(model.fc.weight.detach().min()), rel=1e-6)
-    assert [e.value for e in acc.Scalars("epoch_lr")] == [_f32(0.01)] * 4
+    assert [e.value for e in acc.Scalars("epoch_learning_rate")] == [_f32(0.01)] * 4
 
 
 def test_the_graph_leaves_training_unchanged_and_no_hook_without_histograms(tmp_path):
@@ -125,4 +130,50 @@ def test_the_graph_leaves_training_unchanged_and_no_hook_without_histograms(tmp_
     callback = TensorBoard(tmp_path)
     logged, model = train([callback])
     assert all(torch.equal(a, b) for a, b in zip(plain, logged))
-    assert callback.inactive_hooks == ("on_backward_end",) and not model._forward_pre_hooks
+    assert callback.inactive_hooks == ("on_backward_end", "on_epoch_begin") and not model._forward_pre_hooks
+
+
+def test_evaluate_writes_keras_evaluation_scalars_at_the_global_step(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", ["mae"], device="cpu")
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)  # 6 batches trained
+    cb = TensorBoard(tmp_path)
+    result = model.evaluate(x, y, callbacks=[cb])
+    assert cb._writers == {}  # closed: no epoch end will come
+    val = _scalars(tmp_path / "validation")
+    assert val == {"evaluation_loss_vs_iterations": [(6, _f32(result["loss"]))],
+                   "evaluation_mae_vs_iterations": [(6, _f32(result["mae"]))]}
+    assert not (tmp_path / "train").exists()
+
+
+def test_steps_per_second_tags_and_steps(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    x, y = torch.randn(12, 2), torch.randn(12, 1)
+    cb = TensorBoard(tmp_path, update_freq=2, write_steps_per_second=True)
+    assert "on_epoch_begin" not in cb.inactive_hooks
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[cb])
+    train = _scalars(tmp_path / "train")
+    assert [s for s, _ in train["epoch_steps_per_second"]] == [1, 2]
+    assert [s for s, _ in train["batch_steps_per_second"]] == [2, 4, 6]
+    assert all(v > 0 for _, v in train["epoch_steps_per_second"] + train["batch_steps_per_second"])
+
+
+def test_a_failed_fit_closes_the_writers(tmp_path):
+    from kerastorch.callbacks import LambdaCallback
+
+    def fail(epoch, logs):
+        raise RuntimeError("stop here")
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    model.compile("sgd", "mse", device="cpu")
+    cb = TensorBoard(tmp_path)
+    with pytest.raises(RuntimeError, match="stop here"):
+        model.fit(torch.randn(4, 2), torch.randn(4, 1), epochs=2, verbose=0,
+                  callbacks=[cb, LambdaCallback(on_epoch_end=fail)])
+    assert cb._writers == {} and not cb._training
+    assert _scalars(tmp_path / "train")["epoch_loss"][0][0] == 1  # the epoch written before the error is on disk
