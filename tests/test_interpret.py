@@ -202,7 +202,15 @@ def test_plots_return_figures(digits, digits_interp):
     assert grid.axes[0].get_title() == f"{int(top['pred'])}/{int(top['target'])}/{top['loss']:.2f}"
     colour = digits_interp.plot_top_losses(x.view(-1, 1, 8, 8).expand(-1, 3, -1, -1).numpy(), k=5)
     assert len(colour.axes) == 5 and colour.axes[0].images[0].get_array().shape == (8, 8, 3)
-    assert "matplotlib.pyplot" not in sys.modules
+
+
+@pytest.mark.slow  # a fresh interpreter: another test of the suite may have imported pyplot in this one
+def test_the_plots_never_import_pyplot():
+    code = ("import sys, torch, kerastorch as kt; m = kt.Model.wrap(torch.nn.Identity()); "
+            "i = kt.interpret(m, torch.eye(3) * 5, torch.arange(3)); i.confusion_matrix(plot=True)._repr_png_(); "
+            "i.plot_top_losses(torch.rand(3, 4, 4), k=3)._repr_png_(); print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_train_mode_is_restored():
