@@ -36,11 +36,15 @@ def main(out_dir, jit_compile=False):
                   optimizer_kwargs={"lr": 0.1}, device="cpu", jit_compile=jit_compile)
     x, y = data(40)
     history = model.fit(x, y, batch_size=4, epochs=3, verbose=0, validation_data=data(11),
-                        callbacks=[kt.callbacks.ModelCheckpoint(os.path.join(out_dir, "last.pt"))])
+                        validation_every_n_steps=7,  # 5 steps an epoch per rank: across epoch ends
+                        callbacks=[kt.callbacks.ModelCheckpoint(os.path.join(out_dir, "last.pt")),
+                                   kt.callbacks.ModelCheckpoint(os.path.join(out_dir, "top-{epoch}.pt"),
+                                                                monitor="val_loss", save_top_k=2)])
     small_x, small_y = data(11)
     logs = model.evaluate(small_x, small_y, batch_size=5)
     rank = int(os.environ.get("RANK", "0"))
-    torch.save({"weights": model.state_dict(), "history": history.to_dict("list"), "evaluate": logs},
+    torch.save({"weights": model.state_dict(), "history": history.to_dict("list"), "evaluate": logs,
+                "validation_history": model.validation_history.to_dict("list")},
                os.path.join(out_dir, f"rank{rank}.pt"))
 
 

@@ -70,7 +70,13 @@ def test_two_processes_agree_and_match_single_process(two_process_run):
         assert rank0["evaluate"][key] == pytest.approx(value, abs=1e-5)
     assert rank0["evaluate"]["n"] == 11.0 and rank0["history"]["val_n"] == [11.0, 11.0, 11.0]
     assert rank0["history"]["n"] == [40.0, 40.0, 40.0]
-    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "rank0.pt", "rank1.pt"]  # rank 0 wrote one file
+    # rank 0 alone wrote the checkpoints: last.pt and the 2 best epochs by val_loss (save_top_k=2)
+    best_two = sorted(sorted(range(3), key=lambda e: rank0["history"]["val_loss"][e])[:2])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["last.pt", *[f"top-{e + 1}.pt" for e in best_two],
+                                                             "rank0.pt", "rank1.pt"])
+    # step-level validation at the same global steps on both ranks, with equal (all-reduced) values
+    assert rank0["validation_history"] == rank1["validation_history"]
+    assert rank0["validation_history"]["step"] == [7, 14]
     saved = torch.load(out / "last.pt", weights_only=True)
     assert all(torch.equal(saved[k], rank0["weights"][k]) for k in saved)
 

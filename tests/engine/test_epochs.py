@@ -228,3 +228,22 @@ def test_a_step_validation_scores_the_weights_of_that_step():
     after_three.fit(x, y, batch_size=4, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)
     expected = torch.nn.functional.mse_loss(after_three.predict(x_val), y_val).item()
     assert net.validation_history["val_loss"].iloc[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_resume_inside_a_step_validation_schedule_validates_at_the_same_global_steps(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(epochs_module, "time", types.SimpleNamespace(monotonic=clock.monotonic))
+    tick = kt.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: setattr(clock, "now", clock.now + 1))
+    x, y = data(16)
+    val = data(8, seed=4)
+    net = model()
+    with pytest.warns(UserWarning, match="max_time=6.5s reached"):  # stops after step 6, inside epoch 2
+        net.fit(x, y, batch_size=4, epochs=4, verbose=0, validation_data=val, validation_every_n_steps=5,
+                max_time=6.5, callbacks=[tick, ModelCheckpoint(str(tmp_path / "c.pt"), save_weights_only=False)])
+    resumed = model(seed=1)
+    resumed.fit(x, y, batch_size=4, epochs=4, verbose=0, validation_data=val, validation_every_n_steps=5,
+                resume_from=str(tmp_path / "interrupted.pt"))
+    whole = model()
+    whole.fit(x, y, batch_size=4, epochs=4, verbose=0, validation_data=val, validation_every_n_steps=5)
+    assert list(resumed.validation_history["step"]) == list(whole.validation_history["step"]) == [5, 10, 15]
+    assert resumed.validation_history.equals(whole.validation_history)
