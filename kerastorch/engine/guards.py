@@ -39,11 +39,8 @@ def epoch_steps(source: Any, steps_per_epoch: int | None, epochs_to_run: int,
     ``steps_per_epoch`` stops an epoch before its data ends."""
     length = source_length(source)
     if length is None:
-        if getattr(source, "one_shot", False) and steps_per_epoch is None and epochs_to_run > 1:
-            raise ValueError(f"A generator can be iterated only once, so it cannot feed {epochs_to_run} epochs. "
-                             "Pass steps_per_epoch=... (each epoch then takes that many batches from it), "
-                             "epochs=1, or a re-iterable source: a DataLoader, an IterableDataset, or in-memory "
-                             "tensors.")
+        # A finite generator for several epochs runs as in Keras: the first epoch takes all its batches, and
+        # the next finds none (stop_for_exhausted_data says so and stops).
         if steps_per_epoch is None and (grad_accum_steps > 1 or launched_distributed()):
             raise ValueError("Training data without a length (a generator or an IterableDataset) needs "
                              "`steps_per_epoch` with gradient accumulation or under torchrun: the last "
@@ -232,10 +229,17 @@ def raise_batch_error(err: Exception, batch: Any, model: nn.Module, phase: str, 
 def stop_for_exhausted_data(model: Any, session: Session, accumulator: Any, steps: int | None, epoch: int) -> bool:
     """After an epoch over a generator that ran out: warn and stop (True: the epoch had no batch, log nothing)."""
     done = len(accumulator.sizes)
-    if steps is None or done >= steps:
-        return False
+    if (steps is not None and done >= steps) or (steps is None and done > 0):
+        return False  # a full epoch (without a length: a pass that ended with the data)
     model.stop_training = True
     left = session.epochs - epoch - (1 if done else 0)
+    if steps is None:
+        warnings.warn(f"The training generator has no batch left for epoch {session.epoch_number(epoch)}: a "
+                      f"generator runs once, and the epochs before took all its batches. Training stopped ({left} "
+                      "epoch(s) not run). For several epochs pass a re-iterable source (a DataLoader, an "
+                      "IterableDataset, in-memory tensors) or a generator that loops with steps_per_epoch=...",
+                      UserWarning, stacklevel=3)
+        return True
     warnings.warn(f"The training generator ran out of batches in epoch {epoch + 1} after {done} of its "
                   f"{steps} steps; training stopped ({left} epoch(s) not run). Make it yield at least "
                   "steps_per_epoch * epochs batches (e.g. loop over the data: `while True:`), or lower "

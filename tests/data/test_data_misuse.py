@@ -248,14 +248,15 @@ def test_float64_batches_from_a_dataloader_are_cast_to_the_model_dtype_as_in_mem
 
 
 # ---------------------------------------------------------------- refusals of one-shot data
-def test_a_generator_for_several_epochs_without_steps_per_epoch_is_refused():
+def test_a_finite_generator_for_several_epochs_runs_its_batches_once_then_stops_as_in_keras():
+    """keras/src/trainers/epoch_iterator.py: the first epoch takes all the generator's batches, the next has none."""
     model = model_()
     model.fit(X, Y, batch_size=6, verbose=0)
-    before = snapshot(model)
-    with pytest.raises(ValueError, match=r"A generator can be iterated only once, so it cannot feed 3 epochs\. "
-                                         r"Pass steps_per_epoch="):
-        model.fit(batches(), epochs=3, verbose=0)
-    assert_unchanged(model, before)
+    with pytest.warns(UserWarning, match=r"The training generator has no batch left for epoch 3: a generator runs "
+                                         r"once, and the epochs before took all its batches\. Training stopped "
+                                         r"\(2 epoch\(s\) not run\)"):
+        history = model.fit(batches(), epochs=3, verbose=0)
+    assert list(history["epoch"]) == [1, 2]  # the earlier fit's epoch, then the generator's one epoch
 
 
 def test_an_exhausted_generator_is_refused():
