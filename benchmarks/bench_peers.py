@@ -131,6 +131,9 @@ def resnet_workload(samples: int = 256, epochs: int = 1) -> Workload:
 def core_contenders(workload: Workload, device: torch.device, peers: list[str], notes: list[str]) -> list:
     """The fp32 rows: hand loop, kerastorch both ways, and each installed peer."""
     racers = [hand_dataloader(workload, device),
+              # The fastest hand loop over in-memory tensors: one permutation per epoch, one gather, slices,
+              # the metric kept on the device (the yardstick of fit(x, y) and of fit(DataLoader(TensorDataset))).
+              hand_slicing(workload, device),
               KerastorchFit("kerastorch fit(DataLoader)", workload, "loader", device),
               KerastorchFit("kerastorch fit(x, y)", workload, "tensors", device)]
     for peer in peers:
@@ -210,6 +213,10 @@ def targets_for(table: list[Row], peers: list[str]) -> list[Target]:
                              Comparison(ours, hand), 1.05),
                count_target(f"{name}: kerastorch fit(DataLoader) does the hand loop's tensor work "
                             "(aten ops/step <= 1.02x)", ours, hand, "aten_ops_per_step", 1.02)]
+    slicing = by_name.get("hand(slicing)")
+    if slicing is not None:  # issue 18's yardstick: the fastest hand loop over the same in-memory tensors
+        targets.append(paired_target(f"{name}: kerastorch fit(DataLoader) vs hand(slicing) <= 1.05x",
+                                     Comparison(ours, slicing), 1.05))
     for peer in peers:
         row = by_name.get(_peers.PEER_CLASSES[peer].label)
         if row is not None:
