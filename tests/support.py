@@ -47,3 +47,19 @@ def run_notebook(cells, folder):
                             resources={"metadata": {"path": str(folder)}})
     client.execute()
     return notebook.cells[1:], client
+
+
+def exploding_model():
+    """Keras's callback tests' model whose loss goes non-finite in the first epoch (kernels of 1e5 through 5
+    ReLU layers), compiled with SGD and MSE, and its data: ``(model, (x, y))``."""
+    torch.manual_seed(1337)
+    layers = []
+    for i in range(6):
+        linear = nn.Linear(3 if i == 0 else 2, 2)
+        if i < 5:
+            nn.init.constant_(linear.weight, 1e5)
+        layers += [linear] + ([nn.ReLU()] if i < 5 else [])
+    model = kt.Model.wrap(nn.Sequential(*layers))
+    model.compile("sgd", "mse", device="cpu")
+    x, y = torch.rand(10, 3), torch.nn.functional.one_hot(torch.randint(0, 2, (10,)), 2).float()
+    return model, (x, y)

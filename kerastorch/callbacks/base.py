@@ -277,6 +277,10 @@ class CallbackList:
         for method in methods:
             method(*args)
 
+    def save_interrupt_checkpoints(self) -> list[str]:
+        """Every ``save_interrupt_checkpoint`` capability (Ctrl-C, SIGTERM, ``max_time``); the paths written."""
+        return [path for save in self.save_interrupt_checkpoint if (path := save()) is not None]
+
     def flush_after_error(self) -> None:
         """Run the pending checkpoint writes (``flush_writes``) while a hook's exception propagates.
 

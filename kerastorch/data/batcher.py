@@ -71,7 +71,7 @@ class TensorBatcher:
             >>> TensorBatcher((torch.arange(6.).reshape(3, 2),), batch_size=2, shuffle=False).first_input()
             tensor([[0., 1.]])
         """
-        return tree_map(lambda t: t[:1].detach().cpu(), self.arrays[0])
+        return tree_map(lambda t: t[:1].detach().cpu(), self.arrays[0])  # host-sync: once per fit call, one sample
 
     def to_device(self, device: torch.device) -> None:
         """Keep the whole data on ``device``: epochs then do no host-to-device copies."""

@@ -171,7 +171,7 @@ def stop_for_time(session: Any, epoch: int, batches: int, finished: bool) -> Non
         warnings.warn(f"max_time={limit:g}s reached at the end of epoch {number}: training stopped; model.history "
                       "keeps the finished epochs.", UserWarning, stacklevel=4)
         return
-    saved = [path for save in session.callbacks.save_interrupt_checkpoint if (path := save()) is not None]
+    saved = session.callbacks.save_interrupt_checkpoints()
     where = f" Interrupt checkpoint: {', '.join(saved)}; fit(resume_from=...) continues from it." if saved else ""
     warnings.warn(f"max_time={limit:g}s reached: training stopped in epoch {number} after {batches} batch(es); "
                   f"model.history keeps the finished epochs.{where}", UserWarning, stacklevel=4)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..checks import compiled
-from ..data import TensorBatcher, adapt, batch_size_of, floating_dtype, move_to_device
+from ..data import TensorBatcher, adapt, batch_size_of, floating_dtype, move_to_device, tree_map
 from .logs import LogAccumulator, epoch_logs
 from .reentry import guarded
 from .session import FitRecord, Session
@@ -106,17 +106,8 @@ def predict_on_batch(model: Any, config: CompileConfig | None, record: FitRecord
             output = model._step_runner("predict")(move_to_device(batch, model.device))
     finally:
         model.train(was_training)
-    return _to_cpu(output)
-
-
-def _to_cpu(output: Any) -> Any:
-    if isinstance(output, torch.Tensor):
-        return output.cpu()  # host-sync: once, the call's result
-    if isinstance(output, (tuple, list)):
-        return type(output)(_to_cpu(item) for item in output)
-    if isinstance(output, dict):
-        return {key: _to_cpu(value) for key, value in output.items()}
-    return output
+    # host-sync: once, the call's result
+    return tree_map(lambda value: value.cpu() if isinstance(value, torch.Tensor) else value, output)
 
 
 class OnBatchSurface:

@@ -70,7 +70,7 @@ def _interrupt(message: str) -> KeyboardInterrupt:
 def raise_for_signal(session: Session) -> None:
     """Save interrupt checkpoints, then raise KeyboardInterrupt (SIGINT) or SystemExit(143) (SIGTERM)."""
     received, session.pending_signal = session.pending_signal, None
-    saved = [path for save in session.callbacks.save_interrupt_checkpoint if (path := save()) is not None]
+    saved = session.callbacks.save_interrupt_checkpoints()
     if received == "SIGTERM":
         raise SystemExit(143)  # 128 + SIGTERM, what a process killed by SIGTERM reports
     raise _interrupt(interruption_message(session, saved)) from None

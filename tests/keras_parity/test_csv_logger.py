@@ -8,6 +8,7 @@ from torch import nn
 
 import kerastorch as kt
 from kerastorch.callbacks import CSVLogger, TerminateOnNaN
+from support import exploding_model
 
 
 def _model():
@@ -59,16 +60,7 @@ def test_csv_logger_with_validation_freq(tmp_path):
 
 def test_stop_training_csv(tmp_path):
     """keras/src/callbacks/csv_logger_test.py::CSVLoggerTest::test_stop_training_csv"""
-    torch.manual_seed(1337)
-    layers = []
-    for i in range(6):
-        linear = nn.Linear(3 if i == 0 else 2, 2)
-        if i < 5:
-            nn.init.constant_(linear.weight, 1e5)
-        layers += [linear] + ([nn.ReLU()] if i < 5 else [])
-    model = kt.Model.wrap(nn.Sequential(*layers))
-    model.compile("sgd", "mse", device="cpu")
-    x, y = torch.rand(10, 3), torch.nn.functional.one_hot(torch.randint(0, 2, (10,)), 2).float()
+    model, (x, y) = exploding_model()
     path = tmp_path / "csv_logger.csv"
     with pytest.warns(RuntimeWarning):
         history = model.fit(x, y, batch_size=4, validation_data=(x, y), epochs=20, verbose=0,

@@ -13,6 +13,7 @@ from torch import nn
 
 import kerastorch as kt
 from kerastorch.callbacks import BackupAndRestore, Callback, TerminateOnNaN
+from support import exploding_model
 
 
 def _tiny(x, y, **fit_kwargs):
@@ -26,16 +27,7 @@ def _tiny(x, y, **fit_kwargs):
 
 def test_terminate_on_nan():
     """keras/src/callbacks/terminate_on_nan_test.py::TerminateOnNaNTest::test_TerminateOnNaN"""
-    torch.manual_seed(1337)
-    layers = []
-    for i in range(6):
-        linear = nn.Linear(3 if i == 0 else 2, 2)
-        if i < 5:
-            nn.init.constant_(linear.weight, 1e5)
-        layers += [linear] + ([nn.ReLU()] if i < 5 else [])
-    model = kt.Model.wrap(nn.Sequential(*layers))
-    model.compile("sgd", "mse", device="cpu")
-    x, y = torch.rand(10, 3), torch.nn.functional.one_hot(torch.randint(0, 2, (10,)), 2).float()
+    model, (x, y) = exploding_model()
     with pytest.warns(RuntimeWarning, match="Non-finite training loss at epoch 1"):
         history = model.fit(x, y, batch_size=4, validation_data=(x, y), callbacks=[TerminateOnNaN()], epochs=20,
                             verbose=0)
