@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_peers.py
 	$(PY) benchmarks/bench_predict_memory.py
+	$(PY) benchmarks/bench_ema.py
 
 # On a machine with CUDA: tests/gpu, the no-host-sync checks and the --device cuda benchmark
 # rows, about 8 minutes at most; writes gpu-check-results.json.

@@ -1,12 +1,15 @@
 """gpu_check: the project's whole GPU check in one command, within a fixed time budget.
 
-What it runs (each step with its own time limit; about 8 minutes at most in all):
+What it runs (each step with its own time limit; about 12 minutes at most in all):
 
 1. ``pytest tests/gpu`` and the CUDA-only tests elsewhere: no host-device sync inside a
    training step in fp32, bf16 and fp16 (``torch.cuda.set_sync_debug_mode("error")``),
    CUDA RNG states in checkpoints.
 2. ``benchmarks/bench_peers.py --device cuda`` (a few rounds): the hand loop and kerastorch
    ``fit`` on the GPU, with the peers that are installed (``make bench`` installs them).
+3. FSDP2 on 2 GPUs (nccl): ``tests/distributed/test_fsdp.py`` with its runs on the GPUs
+   (``KT_FSDP_DEVICE=auto``: FSDP == DDP == one GPU, half the bytes per rank, checkpoints, kill -9
+   and resume, bf16-mixed). With fewer than 2 GPUs the row is recorded as skipped.
 
 It writes one results file (JSON; ``--out``, default ``gpu-check-results.json``) with the
 machine, torch and CUDA versions, each step's command, exit code, duration and the tail of
@@ -32,15 +35,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAIL_CHARS = 6000
 
 
-def steps(rounds: int, python: str) -> list[tuple[str, list[str], int]]:
-    """(name, command, time limit in seconds) of each step, in order."""
+def steps(rounds: int, python: str) -> list[tuple[str, list[str] | None, int]]:
+    """(name, command, time limit in seconds) of each step, in order; a None command is skipped."""
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=--import-mode=importlib -ra", "-q"]
     return [
         ("tests/gpu and CUDA-only tests", [*pytest, "tests/gpu", "tests/checkpointing/test_files.py",
                                            "tests/engine/test_no_host_reads.py"], 180),
         ("bench_peers --device cuda", [python, "benchmarks/bench_peers.py", "--device", "cuda",
                                        "--rounds", str(rounds)], 300),
+        *fsdp_steps(pytest),
     ]
+
+
+def fsdp_steps(pytest: list[str]) -> list[tuple[str, list[str] | None, int]]:
+    """The FSDP rows: their command, or None (skipped) with fewer than 2 GPUs."""
+    command = ["env", "KT_FSDP_DEVICE=auto", *pytest, "tests/distributed/test_fsdp.py"]
+    return [("FSDP2 on 2 GPUs (tests/distributed/test_fsdp.py)", command if torch.cuda.device_count() >= 2 else None,
+             240)]
+
+
+def skipped_step(name: str) -> dict:
+    reason = f"skipped: needs 2 GPUs, {torch.cuda.device_count()} visible"
+    print(f"{name}: {reason}", flush=True)  # noqa: T201 (the script's own report)
+    return {"step": name, "command": None, "exit_code": 0, "seconds": 0.0, "skipped": reason, "output_tail": ""}
 
 
 def run_step(name: str, command: list[str], limit: int) -> dict:
@@ -73,7 +90,9 @@ def main() -> int:
         print("gpu_check: CUDA is not available on this machine; nothing was run.",  # noqa: T201
               file=sys.stderr)
         return 2
-    results = {"machine": machine(), "steps": [run_step(*step) for step in steps(args.rounds, sys.executable)]}
+    results = {"machine": machine(), "steps": [run_step(name, command, limit) if command is not None else
+                                               skipped_step(name)
+                                               for name, command, limit in steps(args.rounds, sys.executable)]}
     with open(args.out, "w") as file:
         json.dump(results, file, indent=2)
     print(f"gpu_check: results in {args.out}")  # noqa: T201

@@ -57,7 +57,8 @@ class MixedPrecision:
         self.mode = mode
         self.device = device
         self.dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[mode]
-        self.scaler = SkipCountingGradScaler(device.type) if mode == "16-mixed" else _NoScaler()
+        self.scales = mode == "16-mixed"  # fp16: the loss is scaled and the scaler steps (else the optimizer does)
+        self.scaler = SkipCountingGradScaler(device.type) if self.scales else _NoScaler()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The context that forward and loss run under (a fresh one each call: it may be nested)."""
@@ -86,12 +87,13 @@ class SkipCountingGradScaler(torch.amp.GradScaler):
         super().__init__(device, **kwargs)
         self._skipped: torch.Tensor | None = None  # shape (1,), made on the gradients' device
         self._carried = 0.0  # a count loaded from a checkpoint before the first step
+        self._last_found: list[torch.Tensor] = []
 
     def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
         result = super().step(optimizer, *args, **kwargs)
         # This step's per-device inf flags (device tensors, cleared by update()): a private
         # GradScaler method, there since torch 1.6. Reading them costs no sync.
-        found = list(self._found_inf_per_device(optimizer).values())
+        found = self._last_found = list(self._found_inf_per_device(optimizer).values())
         if self._skipped is None:
             self._skipped = torch.full((1,), self._carried, dtype=torch.float32, device=found[0].device)
         if len(found) == 1:
@@ -99,6 +101,14 @@ class SkipCountingGradScaler(torch.amp.GradScaler):
         else:  # a model split over devices: one skipped step, however many devices saw an inf
             self._skipped.add_(torch.stack([f.to(self._skipped.device) for f in found]).amax(0))
         return result
+
+    def skipped_last_step(self) -> bool:
+        """Whether the last :meth:`step` skipped the optimizer (an inf/NaN gradient): a per-step schedule then waits.
+
+        GradScaler's own step already waited for these flags (it reads them to decide), except with a fused
+        optimizer; this read of the same flags adds no other wait.
+        """
+        return any(bool(flag.item()) for flag in self._last_found)  # host-sync: see above; per-step schedules only
 
     def skip_count(self) -> torch.Tensor:
         """Steps skipped since the last :meth:`reset_skip_count` (a device tensor; read it once)."""
@@ -129,6 +139,9 @@ class _NoScaler:
 
     def skip_count(self) -> None:
         return None  # never skips a step
+
+    def skipped_last_step(self) -> bool:
+        return False
 
     def reset_skip_count(self) -> None:
         pass

@@ -1,7 +1,7 @@
 """compile(): validate every argument, then build one :class:`CompileConfig`.
 
 Optimizer, loss, metrics, regularizer penalty, precision and the execution
-wrappers (DataParallel / DDP / torch.compile) live in the config as plain
+wrappers (DataParallel / DDP / FSDP / torch.compile) live in the config as plain
 attributes, never as submodules, so ``model.state_dict()`` and
 ``model.parameters()`` stay the network's alone. :func:`build_config` checks
 everything before it changes anything: a failed ``compile`` leaves the model
@@ -12,20 +12,22 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, fsdp
 from . import metrics as metrics_module
 from . import regularizers as regularizers_module
 from .amp import MixedPrecision, resolve_precision
 from .checks import require_positive_int, reraise_with
 from .losses import LOGIT_LOSSES, LossComputer
 from .optimizers import build_optimizer, build_scheduler, foreign_parameters
+from .schedules import resolve_schedule
+from .strategy import resolve_strategy
 from .syncbn import convert_sync_batchnorm
 
 #: What users often pass to compile() by mistake, and where it goes instead.
@@ -48,11 +50,14 @@ class CompileConfig:
         optimizer, loss, metrics, penalty, device, precision: the training objects.
         lr_scheduler, scheduler_interval, scheduler_monitor: the compiled scheduler,
             stepped every "epoch" or "step"; a ReduceLROnPlateau gets the monitored value.
+        schedule: a :mod:`kerastorch.schedules` preset (``lr_scheduler="warmup_cosine"`` etc.): each ``fit`` binds
+            it to the optimizer for the run's number of optimizer updates (``lr_scheduler`` then), stepped per update.
         grad_accum_steps, grad_clip_norm, grad_clip_value: the optimizer step's options.
         trainable: the parameters clipping applies to (resolved once).
         forward_fn: what a training step calls: the model, or its DP/DDP/compiled wrapper.
-        eval_forward_fn: what evaluation and prediction call (never DDP).
+        eval_forward_fn: what evaluation and prediction call (never DDP; the sharded model under FSDP).
         ddp: the DistributedDataParallel wrapper under torchrun, else None.
+        fsdp: the model itself when ``strategy="fsdp"`` sharded it (under torchrun), else None.
         channels_last: 4-D inputs are converted to channels_last.
         data_on_device: keep in-memory data on the GPU (True, False, "auto").
         loss_spec, metric_specs: the loss and the metrics (by name) as they were given.
@@ -69,6 +74,7 @@ class CompileConfig:
     lr_scheduler: Any = None
     scheduler_interval: str = "epoch"
     scheduler_monitor: str = "val_loss"
+    schedule: Any = None
     grad_accum_steps: int = 1
     grad_clip_norm: float | None = None
     grad_clip_value: float | None = None
@@ -76,6 +82,7 @@ class CompileConfig:
     forward_fn: Callable[..., Any] | None = None
     eval_forward_fn: Callable[..., Any] | None = None
     ddp: Any = None
+    fsdp: Any = None
     channels_last: bool = False
     data_on_device: bool | str = "auto"
     loss_spec: Any = None
@@ -89,7 +96,7 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
                  class_weight: dict | None, device: str | torch.device, precision: str | None,
                  amp: bool, lr_scheduler: Any, scheduler_interval: str, scheduler_monitor: str,
                  grad_accum_steps: int, grad_clip_norm: float | None, grad_clip_value: float | None,
-                 data_parallel: bool | Sequence[int], jit_compile: bool | dict[str, Any],
+                 strategy: Any, jit_compile: bool | dict[str, Any],
                  channels_last: bool, data_on_device: bool | str, sync_batchnorm: bool = False) -> CompileConfig:
     """Validate ``compile``'s arguments, build the training objects, then place ``model``.
 
@@ -101,24 +108,30 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
         >>> config = build_config(net, optimizer="sgd", loss="mse", metrics=None, optimizer_kwargs=None,
         ...     regularizers=None, loss_weights=None, class_weight=None, device="cpu", precision=None,
         ...     amp=False, lr_scheduler=None, scheduler_interval="epoch", scheduler_monitor="val_loss",
-        ...     grad_accum_steps=1, grad_clip_norm=None, grad_clip_value=None, data_parallel=False,
+        ...     grad_accum_steps=1, grad_clip_norm=None, grad_clip_value=None, strategy="auto",
         ...     jit_compile=False, channels_last=False, data_on_device="auto")
         >>> type(config.optimizer).__name__, config.forward_fn is net
         ('SGD', True)
     """
     _check_options(scheduler_interval, scheduler_monitor, grad_accum_steps, grad_clip_norm, grad_clip_value,
                    jit_compile, data_on_device)
+    kind, options = resolve_strategy(strategy)
     resolved_device = distributed.resolve_device(device)
     mode = resolve_precision(precision, amp, resolved_device)
     loss_computer = build_loss(loss, loss_weights, class_weight)
     built_metrics = metrics_module.build(metrics, from_logits=outputs_are_logits(loss))
     built_optimizer = build_optimizer(optimizer, model, optimizer_kwargs)
     foreign = foreign_parameters(built_optimizer, model)
-    scheduler = build_scheduler(lr_scheduler, built_optimizer)
+    preset = resolve_schedule(lr_scheduler)  # a kt.schedules preset is bound by fit, which knows the total
+    scheduler = build_scheduler(lr_scheduler, built_optimizer) if preset is None else None
     penalty = regularizers_module.bind(regularizers, model)
+    shards = kind == "fsdp" and distributed.launched_distributed()
+    if shards:
+        fsdp.check_shardable(model, options, built_optimizer)
     # Every argument is valid: from here on the model and the new objects are placed.
-    model.to(resolved_device,  # type: ignore[call-overload]  # torch takes both; its stub lacks the overload
-             memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    if _place(model, resolved_device, channels_last, sync_batchnorm, options if shards else None, mode,
+              built_optimizer):
+        penalty = regularizers_module.bind(regularizers, model)  # FSDP replaced the parameters
     if loss_computer is not None:
         loss_computer.to(resolved_device)
         # metrics are updated after the optimizer step: the loss checks them on the first batch, before it
@@ -128,16 +141,37 @@ def build_config(model: nn.Module, *, optimizer: Any, loss: Any, metrics: Any,
     config = CompileConfig(
         optimizer=built_optimizer, loss=loss_computer, metrics=built_metrics, penalty=penalty,
         device=resolved_device, precision=MixedPrecision(mode, resolved_device),
-        lr_scheduler=scheduler, scheduler_interval=scheduler_interval, scheduler_monitor=scheduler_monitor,
-        grad_accum_steps=int(grad_accum_steps), grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
+        lr_scheduler=scheduler, scheduler_interval="step" if preset is not None else scheduler_interval,
+        scheduler_monitor=scheduler_monitor, schedule=preset, grad_accum_steps=int(grad_accum_steps),
+        grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value,
         trainable=[p for p in model.parameters() if p.requires_grad],
         channels_last=channels_last, data_on_device=data_on_device, loss_spec=loss, foreign_parameters=foreign,
         metric_specs=dict(metrics) if isinstance(metrics, dict) else dict(zip(built_metrics, metrics or (),
                                                                               strict=True)))
-    if sync_batchnorm:
-        _convert_sync_batchnorm(model, resolved_device)
-    _wrap_execution(config, model, data_parallel, jit_compile)
+    _wrap_execution(config, model, kind, options, jit_compile)
     return config
+
+
+def _place(model: nn.Module, device: torch.device, channels_last: bool, sync_batchnorm: bool,
+           sharding: fsdp.FSDP | None, precision: str, optimizer: torch.optim.Optimizer) -> bool:
+    """Move the model to ``device`` (and synchronise its BatchNorm), or shard it; True when it was sharded.
+
+    FSDP moves each unit's parameters to the device itself, one unit at a time, so a model larger
+    than one device's memory is never placed whole; it replaces the parameters (the optimizer is
+    pointed at the shards).
+    """
+    memory_format = torch.channels_last if channels_last else torch.preserve_format
+    if sharding is None:
+        model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch's stub lacks it
+    elif channels_last:
+        model.to(memory_format=memory_format)
+    if sync_batchnorm:
+        _convert_sync_batchnorm(model, device)
+    if sharding is None:
+        return False
+    distributed.ensure_process_group(device)
+    fsdp.shard(model, sharding, precision, optimizer)
+    return True
 
 
 def _named_check(name: str, check: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
@@ -162,7 +196,7 @@ def _convert_sync_batchnorm(model: nn.Module, device: torch.device) -> None:
     """
     if not distributed.launched_distributed():
         warnings.warn("sync_batchnorm=True has no effect outside DistributedDataParallel (run the script "
-                      "with torchrun): BatchNorm layers are left as they are.", RuntimeWarning, stacklevel=4)
+                      "with torchrun): BatchNorm layers are left as they are.", RuntimeWarning, stacklevel=5)
         return
     for name, child in list(model.named_children()):  # the root itself is the user's Model, never a BN
         setattr(model, name, convert_sync_batchnorm(child, device))
@@ -190,16 +224,26 @@ def _check_options(scheduler_interval: Any, scheduler_monitor: Any, grad_accum_s
         raise ValueError(f"`data_on_device` must be True, False or 'auto'. Received: data_on_device={data_on_device!r}")
 
 
-def _wrap_execution(config: CompileConfig, model: nn.Module, data_parallel: Any, jit_compile: Any) -> None:
-    """The forward callables: DDP under torchrun, else DataParallel if asked; torch.compile on top."""
+def _wrap_execution(config: CompileConfig, model: nn.Module, kind: str, options: Any, jit_compile: Any) -> None:
+    """The forward callables: under torchrun DDP, or the model FSDP sharded in place; else DataParallel
+    if asked; torch.compile on top."""
     train_fn: Any = model
     eval_fn: Any = model
     if distributed.launched_distributed():
         distributed.ensure_process_group(config.device)
-        if config.trainable:  # DDP refuses a model with nothing to train (and has nothing to all-reduce)
+        if kind == "dp":
+            warnings.warn("strategy='dp' under torchrun: each process trains with DistributedDataParallel "
+                          "instead (one GPU per process), as strategy='auto' does.", RuntimeWarning, stacklevel=4)
+        if kind == "fsdp":
+            config.fsdp = model
+        elif config.trainable:  # DDP refuses a model with nothing to train (and has nothing to all-reduce)
             train_fn = config.ddp = distributed.wrap_ddp(model, config.device)
-    elif data_parallel:
-        train_fn = eval_fn = distributed.wrap_data_parallel(model, data_parallel)
+    elif kind in ("ddp", "fsdp"):
+        warnings.warn(f"strategy={kind!r} needs several processes (run the script with torchrun, e.g. "
+                      f"`torchrun --nproc_per_node=2 train.py`): training in this single process.",
+                      RuntimeWarning, stacklevel=4)
+    elif kind == "dp":
+        train_fn = eval_fn = distributed.wrap_data_parallel(model, options)
     if jit_compile:
         options = jit_compile if isinstance(jit_compile, dict) else {}
         compiled_eval = torch.compile(eval_fn, **options)
@@ -225,7 +269,7 @@ def known_log_keys(config: CompileConfig, has_validation: bool) -> list[str]:
         ...     optimizer_kwargs=None, regularizers=None, loss_weights=None, class_weight=None,
         ...     device="cpu", precision=None, amp=False, lr_scheduler=None, scheduler_interval="epoch",
         ...     scheduler_monitor="val_loss", grad_accum_steps=1, grad_clip_norm=None,
-        ...     grad_clip_value=None, data_parallel=False, jit_compile=False, channels_last=False,
+        ...     grad_clip_value=None, strategy="auto", jit_compile=False, channels_last=False,
         ...     data_on_device="auto")
         >>> known_log_keys(config, has_validation=True)
         ['loss', 'mae', 'val_loss', 'val_mae', 'lr']

@@ -5,11 +5,14 @@ wrappers lives here, so the rest of the package sees plain modules.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import torch
 from torch import nn
+
+from .slurm import adopt_slurm_environment
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -18,7 +21,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """Resolve ``compile(device=...)``.
 
     ``"auto"`` (or None) picks CUDA when available (the local rank's GPU under
-    torchrun), else CPU. An explicit device is honoured; asking for CUDA on a
+    torchrun or ``srun``), else CPU. An explicit device is honoured; asking for CUDA on a
     machine without it is an error now rather than at the first batch.
 
     Example:
@@ -44,7 +47,23 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
+@functools.cache
+def adopt_launcher_environment() -> bool:
+    """Once per process: in a task of a multi-task ``srun`` step (no torchrun), write torchrun's variables
+    from SLURM's (:func:`kerastorch.slurm.adopt_slurm_environment`); True if it did.
+
+    The rank queries below call it first, so ``rank()``, ``local_rank()``, ``resolve_device("auto")`` and
+    compile's DDP set-up see the task's place; after the first call it costs a cached function call.
+
+    Example:
+        >>> adopt_launcher_environment() is adopt_launcher_environment()  # decided once
+        True
+    """
+    return adopt_slurm_environment()
+
+
 def local_rank() -> int:
+    adopt_launcher_environment()
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -52,12 +71,14 @@ def rank() -> int:
     """Global rank: from the process group when initialised, else the torchrun env, else 0."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank()
+    adopt_launcher_environment()
     return int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size()
+    adopt_launcher_environment()
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -92,9 +113,10 @@ def strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- torchrun / DDP
 def launched_distributed() -> bool:
-    """True under torchrun with more than one process (or an initialised multi-rank group)."""
+    """True under torchrun or ``srun`` with more than one process (or an initialised multi-rank group)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size() > 1
+    adopt_launcher_environment()
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
@@ -102,7 +124,8 @@ def ensure_process_group(device: torch.device) -> None:
     """Initialise the default process group from torchrun's environment unless the user did.
 
     nccl on CUDA, gloo on CPU. Multi-node works the same way: ``torchrun --nnodes=N
-    --node-rank=i --rdzv-endpoint=host:port`` sets the environment this reads.
+    --node-rank=i --rdzv-endpoint=host:port`` sets the environment this reads, and so does
+    ``srun`` through :func:`adopt_launcher_environment` (one task per GPU, no torchrun).
     """
     if torch.distributed.is_initialized():
         return

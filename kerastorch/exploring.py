@@ -7,6 +7,7 @@ onnx load only when asked for.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class ExploringSurface:
-    """``model.summary()``, ``lr_find()``, ``plot_history()``, ``interpret()`` and ``export()``."""
+    """``model.summary()``, ``lr_find()``, ``plot_history()``, ``interpret()``, ``export()``, ``averaged_weights()``."""
 
     def summary(self, input_shape: Any = None, input_dtype: Any = None, input_data: Any = None,
                 **kwargs: Any) -> SummaryText:
@@ -86,6 +87,33 @@ class ExploringSurface:
         """
         from .engine.lr_find import lr_find
         return lr_find(self, x, y, **kwargs)
+
+    def averaged_weights(self) -> contextlib.AbstractContextManager[Any]:
+        """Swap in the weights averaged by the last fit's EMA or SWA callback for a ``with`` block, then back.
+
+        For evaluate / predict / export / save_weights on the average while the model keeps its trained
+        weights (``final_weights="raw"``, or during fit from a callback). The swap writes the model's
+        tensors in place and copies its own values back on exit, bit for bit, also when the block raises.
+
+        Raises:
+            RuntimeError: no fit of this model has averaged weights (pass ``callbacks=[kt.callbacks.EMA()]``
+                or ``SWA(start_epoch=...)`` to fit), or the average holds nothing yet.
+
+        Example:
+            >>> import torch; from torch import nn; from kerastorch import Model, callbacks
+            >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
+            >>> _ = net.fit(torch.randn(32, 2), torch.randn(32, 1), batch_size=8, epochs=2, verbose=0,
+            ...             callbacks=[callbacks.EMA(decay=0.9, final_weights="raw")])
+            >>> trained = net.weight.detach().clone()
+            >>> with net.averaged_weights():
+            ...     torch.equal(net.weight, trained)
+            False
+            >>> torch.equal(net.weight, trained)  # back to the trained weights
+            True
+        """
+        from .averaging import averaged_weights
+        model: Any = self
+        return averaged_weights(model)
 
     def plot_history(self, **kwargs: Any) -> Any:
         """Plot ``self.history``: see :func:`kerastorch.callbacks.display.plots.plot_history`."""

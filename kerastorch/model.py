@@ -30,8 +30,10 @@ from .engine.reentry import refuse_while_running
 from .engine.session import FitRecord, Session
 from .engine.step import optimizer_step
 from .exploring import ExploringSurface
+from .fsdp import FSDP
 from .losses.model_loss import carries_loss, loss_and_logs, model_predictions
 from .persistence import PersistenceSurface
+from .strategy import legacy_strategy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,6 +71,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
         self._config: compiling.CompileConfig | None = None  # set by compile()
         self._record = FitRecord()                          # history, epoch, step count, shuffling
         self._session: Session | None = None                # the running fit's, for backward_and_step
+        self._compile_call: tuple[tuple, dict[str, Any]] | None = None  # compile's arguments (set by compile())
         self.stop_training = self.stop_evaluating = self.stop_predicting = False  # set by callbacks, as in Keras
 
     @classmethod
@@ -130,7 +133,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
                 device: str | torch.device = "auto", precision: str | None = None, amp: bool = False,
                 lr_scheduler: Any = None, scheduler_interval: str = "epoch", scheduler_monitor: str = "val_loss",
                 grad_accum_steps: int = 1, grad_clip_norm: float | None = None,
-                grad_clip_value: float | None = None, data_parallel: bool | Sequence[int] = False,
+                grad_clip_value: float | None = None, strategy: str | FSDP = "auto",
                 jit_compile: bool | dict[str, Any] = False, channels_last: bool = False,
                 data_on_device: bool | str = "auto", sync_batchnorm: bool = False,
                 loss_func: Any = None, metrics_dict: dict | None = None, **unknown: Any) -> None:
@@ -160,8 +163,11 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
                 ("epoch", "step"); ReduceLROnPlateau gets ``scheduler_monitor`` ("val_loss").
             grad_accum_steps: batches per optimizer step.
             grad_clip_norm / grad_clip_value: gradient clipping before each step (unscaled under fp16).
-            data_parallel: True or GPU ids for ``nn.DataParallel`` (fewer than 2 GPUs: a
-                warning, no wrap). Under ``torchrun`` fit uses DistributedDataParallel.
+            strategy: "auto" (DDP under ``torchrun``, else one process), "ddp", "fsdp" (FSDP2 shards
+                parameters, gradients and optimizer state over the torchrun processes; ``kt.FSDP(...)``
+                picks the units: :mod:`kerastorch.fsdp`) or "dp" (``nn.DataParallel`` over the visible GPUs;
+                fewer than 2: a warning, no wrap). "ddp"/"fsdp" outside torchrun warn and train in one process.
+                The deprecated ``data_parallel=True`` (or GPU ids) means "dp".
             jit_compile: True, or a dict of ``torch.compile`` keyword arguments.
             channels_last: the model and 4-D inputs in channels_last (conv nets on GPU).
             data_on_device: keep in-memory training data on the GPU ("auto": under 1 GiB).
@@ -177,6 +183,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             >>> net = Model.wrap(nn.Linear(3, 1))
             >>> net.compile("adam", "bce_with_logits", ["accuracy"], optimizer_kwargs={"lr": 1e-2}, device="cpu")
         """
+        strategy = legacy_strategy(strategy, unknown)  # the deprecated data_parallel=, as a strategy
+        call = (args, {name: value for name, value in locals().items() if name not in ("self", "args", "unknown")})
         reject_unknown_arguments("compile", unknown, compiling.COMPILE_ARGUMENTS, compiling.COMPILE_HINTS)
         refuse_while_running(self, "compile")
         named, form = torchkeras.compile_arguments(args, optimizer=optimizer, loss=loss, metrics=metrics,
@@ -186,10 +194,11 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             regularizers=regularizers, loss_weights=loss_weights, class_weight=class_weight,
             precision=precision, amp=amp, lr_scheduler=lr_scheduler, scheduler_interval=scheduler_interval,
             scheduler_monitor=scheduler_monitor, grad_accum_steps=grad_accum_steps,
-            grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, data_parallel=data_parallel,
+            grad_clip_norm=grad_clip_norm, grad_clip_value=grad_clip_value, strategy=strategy,
             jit_compile=jit_compile, channels_last=channels_last, data_on_device=data_on_device,
             sync_batchnorm=sync_batchnorm)
         self._config.torchkeras_form = form
+        self._compile_call = call  # how it was compiled: fit(processes=N) compiles the same way in each worker
 
     def forward_batch(self, x: Any) -> Any:
         """Call the model on ``x``: a tuple/list is passed positionally, a dict as keywords (in fit, evaluate
@@ -220,15 +229,20 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
 
     def update_metrics(self, y_pred: Any, y: Any, sample_weight: torch.Tensor | None = None) -> None:
         """Add a batch to every compiled metric (on the device, no host sync)."""
-        for name, metric in self.compiled_metrics.items():
+        config = self._config
+        for name, metric in (config.metrics if config is not None else {}).items():
             try:  # free until something raises (Python 3.11): then the error names the metric
                 metric.update(y_pred, y, sample_weight)
             except Exception as err:
                 reraise_with(err, f"(in the metric {name!r} of compile(metrics=...))")
 
-    def backward_and_step(self, loss: torch.Tensor) -> None:
+    def backward_and_step(self, loss: torch.Tensor, num_items: Any = None) -> None:
         """Backward, ``on_backward_end`` hooks and, on update steps, penalty gradient, clipping and
         the optimizer step (:func:`kerastorch.engine.step.optimizer_step`; outside fit, every call).
+
+        With ``grad_accum_steps`` the batches of a window are weighted by what their mean ``loss``
+        averaged over: the batch's samples, or ``num_items`` (e.g. the tokens of a token-level loss,
+        an int or a device tensor), so the window's gradient is that of its concatenated batch.
 
         Example:
             >>> net = Model.wrap(nn.Linear(2, 1)); net.compile("sgd", "mse", device="cpu")
@@ -238,7 +252,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
         if config is None:
             raise RuntimeError("You must call `compile()` before `backward_and_step()`. "
                                "Example: model.compile(optimizer='adam', loss='mse')")
-        optimizer_step(loss, config, self._session)
+        optimizer_step(loss, config, self._session, num_items)
 
     def train_step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One training step on a device batch; returns scalar tensors to log.
@@ -295,7 +309,7 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             trust_checkpoint: bool = False, plot: Any = "auto", validation_freq: Any = 1,
             validation_steps: int | None = None, fast_dev_run: bool | int = False, overfit_batches: int = 0,
             max_time: Any = None, class_weight: dict | None = None,
-            validation_every_n_steps: int | None = None) -> pd.DataFrame:
+            validation_every_n_steps: int | None = None, processes: int | None = None) -> pd.DataFrame:
         """Train; return ``model.history``: one row per epoch of every fit so far, epochs numbered on from the last.
 
         Args:
@@ -320,6 +334,8 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
                 with matplotlib installed, True always, False never, a path writes it to that PNG each epoch.
             validation_freq, validation_steps, validation_every_n_steps, fast_dev_run, overfit_batches, max_time:
                 validation cadence, limits and debug runs, see :func:`kerastorch.engine.epochs.training_controls`.
+            processes: train in this many new processes with DDP (e.g. one per GPU, from a notebook), then load
+                rank 0's weights, optimizer state and history here: :func:`kerastorch.launch.fit_in_processes`.
 
         Ctrl-C stops after the batch: checkpoint callbacks save an interrupt checkpoint, the history keeps
         the finished epochs, ``KeyboardInterrupt`` is raised (twice: at once); SIGTERM: ``SystemExit(143)``.
@@ -330,6 +346,10 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             >>> net.fit(torch.randn(10, 2), torch.randn(10, 1), batch_size=4, epochs=1, verbose=0).shape
             (1, 3)
         """
+        if processes is not None:  # the same fit in N spawned workers (kerastorch.launch), its result loaded here
+            arguments = {name: value for name, value in locals().items() if name not in ("self", "processes")}
+            from .launch import fit_in_processes
+            return fit_in_processes(self, processes, arguments)
         named, torchkeras_form = torchkeras.fit_arguments(x, y, batch_size, epochs, validation_data, dl_train,
                                                           dl_val, log_step_freq)
         config = compiled(self._config, "fit")

@@ -295,3 +295,63 @@ def test_the_example_runs_quick_and_finds_alpha(capsys):
     assert history["val_accuracy"].iloc[-1] > 0.95
     out = capsys.readouterr().out
     assert "'alpha beta gamma': holds alpha" in out and "'zeta eta theta': no alpha" in out
+
+
+def test_accumulation_over_padded_token_batches_has_the_gradient_of_the_whole_batch(gpt2_tokenizer):
+    """Two batches of 2 sentences with different numbers of tokens, one window of 2: the gradient of the mean over
+    all the tokens of the 4 sentences (the token counts weigh the batches, as transformers' Trainer does)."""
+    dataset = tokenized({"text": SENTENCES}, gpt2_tokenizer)
+    collator = transformers.DataCollatorForLanguageModeling(gpt2_tokenizer, mlm=False)
+    halves = DataLoader(dataset, batch_size=2, collate_fn=collator)
+    first, second = list(halves)
+    assert (first["labels"][:, 1:] != -100).sum() != (second["labels"][:, 1:] != -100).sum()
+    model = kt.Model.wrap(tiny_gpt2(gpt2_tokenizer).double())
+    model.compile(optimizer="sgd", device="cpu", grad_accum_steps=2)
+    seen = []
+    model.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(
+        {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}))
+    model.fit(halves, epochs=1, verbose=0)
+    reference = tiny_gpt2(gpt2_tokenizer).double()
+    reference(**next(iter(DataLoader(dataset, batch_size=4, collate_fn=collator)))).loss.backward()
+    assert len(seen) == 1
+    for name, parameter in reference.named_parameters():
+        # float64, yet GPT-2's attention differs by ~1e-9 between batch shapes; equal weights would be ~1e-3 off
+        torch.testing.assert_close(seen[0][name], parameter.grad, rtol=0, atol=1e-6)
+
+
+def test_predict_of_a_causal_lm_over_batches_of_different_lengths_pads_with_minus_100(gpt2_tokenizer):
+    """Batches padded to their own lengths give logits (B, T_batch, V); predict joins them padded to the longest."""
+    dataset = tokenized({"text": SENTENCES}, gpt2_tokenizer)
+    collator = transformers.DataCollatorForLanguageModeling(gpt2_tokenizer, mlm=False)
+    loader = DataLoader(dataset, batch_size=1, collate_fn=collator)
+    lengths = [batch["input_ids"].shape[1] for batch in loader]
+    assert len(set(lengths)) > 1
+    model = kt.Model.wrap(tiny_gpt2(gpt2_tokenizer))
+    model.compile(device="cpu")
+    logits = model.predict(loader)
+    assert tuple(logits.shape) == (4, max(lengths), len(gpt2_tokenizer))
+    model.eval()
+    for row, (batch, length) in enumerate(zip(loader, lengths, strict=True)):
+        with torch.no_grad():
+            expected = model(**batch).logits[0]
+        torch.testing.assert_close(logits[row, :length], expected)
+        assert bool((logits[row, length:] == -100).all())
+
+
+def test_a_datasets_dataset_is_batched_as_the_trainer_does(bert_tokenizer):
+    """``fit(dataset)``: the text column left out, "label" as "labels", each batch padded to its longest row."""
+    data = alpha_sentences(64, seed=3)
+    dataset = datasets.Dataset.from_dict(data).map(lambda rows: bert_tokenizer(rows["text"]), batched=True)
+    model = kt.Model.wrap(tiny_bert(bert_tokenizer))
+    model.compile(optimizer="adamw", optimizer_kwargs={"lr": 3e-3}, metrics=["accuracy"], device="cpu")
+    seen = []
+    original = model.train_step
+    model.train_step = lambda batch: seen.append(batch) or original(batch)
+    history = model.fit(dataset, batch_size=16, epochs=1, verbose=0)
+    assert sorted(seen[0]) == ["attention_mask", "input_ids", "labels", "token_type_ids"]
+    first = seen[0]
+    lengths = first["attention_mask"].sum(1)
+    assert first["input_ids"].shape[1] == int(lengths.max())  # padded to the batch's longest row
+    assert bool((first["input_ids"][first["attention_mask"] == 0] == 0).all())
+    assert history["loss"].notna().all()
+    assert model.predict(dataset.remove_columns("label"), batch_size=16).shape == (64, 2)

@@ -1,4 +1,5 @@
 """Callbacks: Keras hook names and arguments, plus ``on_backward_end``."""
+from .averaging import EMA, SWA
 from .backup_and_restore import BackupAndRestore
 from .base import Callback, CallbackList
 from .csv_logger import CSVLogger
@@ -13,6 +14,7 @@ from .reduce_lr_on_plateau import ReduceLROnPlateau
 from .tensorboard import TensorBoard
 from .terminate_on_nan import TerminateOnNaN
 
-__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EpochLine", "EpochTable",
-           "History", "LambdaCallback", "LearningRateScheduler", "LivePlot", "MLflowLogger", "ModelCheckpoint",
-           "ProgressBar", "ReduceLROnPlateau", "SeedLogger", "TensorBoard", "TerminateOnNaN", "TorchkerasLogger"]
+__all__ = ["BackupAndRestore", "Callback", "CallbackList", "CSVLogger", "EarlyStopping", "EMA", "EpochLine",
+           "EpochTable", "History", "LambdaCallback", "LearningRateScheduler", "LivePlot", "MLflowLogger",
+           "ModelCheckpoint", "ProgressBar", "ReduceLROnPlateau", "SeedLogger", "SWA", "TensorBoard", "TerminateOnNaN",
+           "TorchkerasLogger"]

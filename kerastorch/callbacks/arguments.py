@@ -73,16 +73,16 @@ def check_template(template: str, callback: Any, arg: str, keys: Iterable[str] |
         if not key or key.isdigit():
             raise ValueError(f"{where} has a positional field {{{field}}}: name the value, e.g. {{epoch}} or "
                              "{loss:.4f}.")
-        if checked and key != "epoch" and key not in available:
+        if checked and key not in ("epoch", "step", "weights") and key not in available:
             if reason:
                 raise ValueError(f"{where} uses {{{key}}}, {reason}")
             raise _unknown_key(key, where, available, params.get("has_validation"))
-        sample = 1 if key in ("epoch", "batch") else 0.5
+        sample: Any = 1 if key in ("epoch", "batch", "step") else "ema" if key == "weights" else 0.5
         text = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         try:
             text.format(**{key: sample})
         except (ValueError, TypeError, IndexError, AttributeError, KeyError) as err:
-            integer = key in ("epoch", "batch")
+            integer = key in ("epoch", "batch", "step")
             kind, example = ("an int", f"{{{key}:03d}}") if integer else ("a float", f"{{{key}:.4f}}")
             raise ValueError(f"{where} cannot format {text}: {key} is {kind} ({err}). Use "
                              f"{kind} format such as {example}.") from None
@@ -110,7 +110,8 @@ def filled(template: str, keys: Iterable[str]) -> str:
         'ckpt/01-0.5.pt'
     """
     try:
-        return template.format(epoch=1, **{key: 1 if key == "batch" else 0.5 for key in keys})
+        return template.format(epoch=1, step=1, weights="ema",
+                               **{key: 1 if key == "batch" else 0.5 for key in keys if key not in ("step", "weights")})
     except (ValueError, KeyError, IndexError, AttributeError, TypeError):
         return template  # check_template reports what is wrong with it
 

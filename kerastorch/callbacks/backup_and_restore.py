@@ -9,6 +9,7 @@ from ..checkpointing import training_state
 from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_files, newest_valid
 from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..distributed import is_rank_zero
+from ..fsdp import takes_part_in_saves
 from .arguments import require_folder
 from .base import Callback
 
@@ -107,8 +108,10 @@ class BackupAndRestore(Callback):
             self._save(mid_epoch)
 
     def _save(self, mid_epoch: bool) -> str | None:
-        if is_rank_zero() and safe_to_save(self.model, self.session):
-            state = training_state.capture(self.model, self.session, mid_epoch=mid_epoch)
+        if takes_part_in_saves(self.model) and safe_to_save(self.model, self.session):
+            state = training_state.capture(self.model, self.session, mid_epoch=mid_epoch)  # under FSDP: every rank
+            if not is_rank_zero():
+                return self.path
             if self.double_checkpoint and os.path.exists(self.path):
                 os.replace(self.path, self.previous_path)  # atomic_save's folder sync makes both renames durable
             atomic_save(state, self.path)

@@ -25,6 +25,8 @@ default on :class:`Callback`, and the engine calls the overridden ones directly
 * :meth:`Callback.resume_candidates`: files ``fit(resume_from="auto")`` may continue from;
 * :meth:`Callback.auto_resume_path`: a checkpoint to continue from without being asked
   (BackupAndRestore's backup);
+* :meth:`Callback.on_step_validation`: a validation ``fit(validation_every_n_steps=N)`` ran
+  (its global step and ``val_*`` logs; CSVLogger's step rows, ModelCheckpoint(save_freq="validation"));
 * :meth:`Callback.state_dict` / :meth:`Callback.load_state_dict`: resumable state.
 
 As in Keras, ``on_batch_begin`` / ``on_batch_end`` are aliases of the training batch hooks: a
@@ -138,6 +140,9 @@ class Callback:
     def on_exception(self, error: BaseException) -> None:
         """fit / evaluate / predict is ending with ``error`` (Ctrl-C included): close what is open on screen."""
 
+    def on_step_validation(self, step: int, logs: dict[str, Any]) -> None:
+        """``fit(validation_every_n_steps=N)`` validated after global step ``step``; ``logs``: its ``val_*`` values."""
+
     def resume_candidates(self) -> list[str]:
         """Checkpoint files ``fit(resume_from="auto")`` may continue from (newest valid wins)."""
         return []
@@ -159,7 +164,7 @@ _Methods = tuple[Callable[..., Any], ...]
 
 #: The capabilities the engine calls on the callbacks that override them.
 CAPABILITIES: tuple[str, ...] = ("check_params", "flush_writes", "save_interrupt_checkpoint", "on_exception",
-                                 "resume_candidates", "auto_resume_path")
+                                 "resume_candidates", "auto_resume_path", "on_step_validation")
 
 
 def _overrides(callback: Callback, name: str) -> bool:
@@ -216,6 +221,7 @@ class CallbackList:
     on_exception: _Methods
     resume_candidates: _Methods
     auto_resume_path: _Methods
+    on_step_validation: _Methods
 
     def __init__(self, callbacks: Iterable[Callback] = (), model: Any = None,
                  params: dict[str, Any] | None = None) -> None:

@@ -38,6 +38,10 @@ class CSVLogger(Callback):
             columns; a logged key the header lacks is a ValueError); use it when
             resuming a run. False overwrites the file.
 
+    The validations of ``fit(validation_every_n_steps=N)`` go to a second file beside it,
+    ``<name>.steps<ext>`` (``training.steps.csv``), one row each: ``step`` (global), ``epoch`` and
+    the ``val_*`` values; it is written only when such validations run (appended with ``append``).
+
     Example:
         >>> cb = CSVLogger("training.csv")
     """
@@ -55,6 +59,11 @@ class CSVLogger(Callback):
         self.keys: list[str] | None = None
         self._file: TextIO | None = None
         self._writer: Any = None
+        stem, ext = os.path.splitext(self.filename)
+        self.steps_filename = f"{stem}.steps{ext or '.csv'}"
+        self._steps_file: TextIO | None = None
+        self._steps_writer: Any = None
+        self._steps_keys: list[str] = []
 
     def check_params(self) -> None:
         """Before training: ``filename`` names a file; with ``append``, its header has every logged column."""
@@ -109,6 +118,21 @@ class CSVLogger(Callback):
         self._writer.writerow([self.epoch_number(epoch), *values])
         handle.flush()
 
+    def on_step_validation(self, step: int, logs: dict[str, Any]) -> None:
+        """A row of :attr:`steps_filename`: the global step, the epoch (as in the history) and the ``val_*`` values."""
+        if not is_rank_zero():
+            return
+        if self._steps_file is None:
+            keep = self.append and os.path.isfile(self.steps_filename) and os.path.getsize(self.steps_filename) > 0
+            self._steps_file = open(self.steps_filename, "a" if keep else "w", newline="")  # noqa: SIM115 (closed at train end)
+            self._steps_writer = csv.writer(self._steps_file, delimiter=self.sep, lineterminator="\n")
+            self._steps_keys = list(history_order(logs))
+            if not keep:
+                self._steps_writer.writerow(["step", "epoch", *self._steps_keys])
+        values = [f"{logs[key]}" if key in logs else MISSING for key in self._steps_keys]
+        self._steps_writer.writerow([step, self.session.epoch_number(self.session.epoch), *values])
+        self._steps_file.flush()
+
     def _columns(self, row: dict[str, Any]) -> list[str]:
         """The columns after ``epoch``: the keys fit will log and the first row's, in history order."""
         columns = {**dict.fromkeys(self.params.get("log_keys") or ()), **row}
@@ -121,3 +145,6 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = self._writer = None
+        if self._steps_file is not None:
+            self._steps_file.close()
+            self._steps_file = self._steps_writer = None

@@ -156,7 +156,7 @@ class MLflowLogger(Callback):
         values = {"optimizer": type(optimizer).__name__,
                   **{f"optimizer.{key}": value for key, value in optimizer.param_groups[0].items()
                      if key != "params" and _plain(value)},
-                  "loss": _describe(config.loss_spec), "batch_size": (self.session.train_sizes or (None,))[0],
+                  "loss": _describe(config.loss_spec), "batch_size": self.session.batches.sizes[0],
                   "epochs": self.params.get("epochs"), "precision": config.precision.mode,
                   "grad_accum_steps": config.grad_accum_steps,
                   "lr_scheduler": None if scheduler is None else type(scheduler).__name__}

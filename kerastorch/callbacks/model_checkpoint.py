@@ -12,7 +12,8 @@ from ..checkpointing.files import atomic_save, check_writable, cleanup_temp_file
 from ..checkpointing.policy import SaveSchedule, safe_to_save
 from ..checkpointing.retention import Retention, remove_files
 from ..checks import require_positive_int
-from ..distributed import is_rank_zero, strip_prefixes, unwrap
+from ..distributed import is_rank_zero, unwrap
+from ..fsdp import full_model_state, takes_part_in_saves
 from .arguments import check_template, filled, require_file, require_parent_folder, template_keys
 from .base import Callback
 from .monitor import check_monitor, is_better, resolve_mode, validated
@@ -35,7 +36,10 @@ class ModelCheckpoint(Callback):
             unless the name has fields).
         save_weights_only: True writes a plain state_dict (loadable in bare PyTorch);
             False writes a full training checkpoint that ``fit(resume_from=...)`` continues.
-        save_freq: "epoch", or an integer number of batches (mid-epoch checkpoints).
+        save_freq: "epoch", an integer number of batches (mid-epoch checkpoints), or "validation": after
+            each validation, the epoch-end ones (epochs ``validation_freq`` picks) and those of
+            ``fit(validation_every_n_steps=N)`` (mid-epoch, resumable; ``monitor`` is that validation's
+            value; the name may use ``{step}``, the global step, and ``{batch}``).
         verbose: 1 prints a line per saved (and per deleted) file.
         initial_value_threshold: as in Keras, a value ``monitor`` must beat before
             ``save_best_only`` (or ``save_top_k``) saves anything.
@@ -44,6 +48,12 @@ class ModelCheckpoint(Callback):
         keep_last: keep the n most recently written files, deleting older ones (None: no such rule).
             With ``save_top_k`` too, every epoch is written and a file is kept while it is in the
             top k or among the n newest.
+        weights: "trained" (the model's weights) or "averaged": the average an ``EMA`` / ``SWA`` callback of
+            this fit keeps (:mod:`kerastorch.averaging`). A weights file then holds the average (the trained
+            weights while there is none yet, e.g. SWA before its ``start_epoch``); ``{weights}`` in ``filepath``
+            names which ("ema", "swa" or "trained"). A full checkpoint always holds the trained weights (what
+            resuming needs; the average travels in the callback's state) and, with "averaged", the average too
+            under ``"averaged_model"`` (its kind under ``"averaged_kind"``).
 
     ``save_top_k`` and ``keep_last`` need a field in ``filepath`` (so the files' names differ).
     They delete only files this callback wrote (in this run, or in the run a resumed fit
@@ -65,15 +75,19 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", mode: str = "auto",
                  save_best_only: bool = False, save_weights_only: bool = True,
                  save_freq: str | int = "epoch", verbose: int = 0, initial_value_threshold: float | None = None,
-                 save_top_k: int | None = None, keep_last: int | None = None) -> None:
+                 save_top_k: int | None = None, keep_last: int | None = None, weights: str = "trained") -> None:
         super().__init__()
+        if weights not in ("trained", "averaged"):
+            raise ValueError(f"`weights` must be 'trained' or 'averaged' (an EMA or SWA callback's average). "
+                             f"Received: weights={weights!r}")
+        self.weights = weights
         self.filepath = os.fspath(filepath)
         self.directory = os.path.dirname(os.path.abspath(self.filepath))
         self.monitor, self.save_best_only = monitor, save_best_only
         self.mode = resolve_mode(monitor, mode)
         self.save_weights_only, self.verbose = save_weights_only, verbose
-        self.schedule = SaveSchedule(save_freq)
-        self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch else ()
+        self.schedule = SaveSchedule(save_freq, validation=True)
+        self.inactive_hooks = ("on_train_batch_end",) if self.schedule.per_epoch or self.schedule.on_validation else ()
         self.initial_value_threshold = _threshold(initial_value_threshold)
         self._check_retention(save_top_k, keep_last)
         self.retention = Retention(self.mode, save_top_k, keep_last)
@@ -118,7 +132,9 @@ class ModelCheckpoint(Callback):
         require_file(self.filepath, self, "filepath", "epoch{epoch:02d}.pt")
         by_score = "save_best_only=True" if self.save_best_only else \
             f"save_top_k={self.retention.top_k}" if self.retention.top_k is not None else None
-        if self.schedule.per_epoch:
+        if self.schedule.on_validation:
+            self._check_validation_saves(by_score)
+        elif self.schedule.per_epoch:
             if "batch" in template_keys(self.filepath):
                 raise ValueError(f"ModelCheckpoint `filepath`={self.filepath!r} uses {{batch}}, which only mid-epoch "
                                  "saves know. Pass save_freq=<number of batches>, or drop {batch} from the name.")
@@ -144,9 +160,32 @@ class ModelCheckpoint(Callback):
             check_writable(self.directory)
             cleanup_temp_files(self.directory)
 
+    def _check_validation_saves(self, by_score: str | None) -> None:
+        """save_freq="validation": fit validates, its windows are closed at step validations, names are known."""
+        every, window = self.params.get("validation_every_n_steps") or 0, self.params.get("grad_accum_steps", 1)
+        if not self.params.get("has_validation"):
+            raise ValueError("ModelCheckpoint(save_freq='validation') saves after each validation, but this fit has "
+                             "no validation data. Pass validation_data=... (or validation_split=...) to fit.")
+        if every and window > 1 and every % window:
+            raise ValueError(f"ModelCheckpoint(save_freq='validation') would save inside a gradient-accumulation "
+                             f"window: validation_every_n_steps={every} is not a multiple of grad_accum_steps="
+                             f"{window}. Validate every {every * window // math.gcd(every, window)} steps, or save "
+                             "per epoch.")
+        keys = ["batch", "step", *(k for k in self.params.get("log_keys") or () if k.startswith("val_"))]
+        check_template(self.filepath, self, "filepath", keys=keys, reason=(
+            "but save_freq='validation' also saves after step-level validations, where only {epoch}, {batch}, "
+            "{step} and the val_* values are known. Use only those in the name."))
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.schedule.per_epoch and not getattr(self.session, "nonfinite", False):  # fit said none is written
+        if getattr(self.session, "nonfinite", False):  # fit said none is written
+            return
+        if self.schedule.per_epoch or (self.schedule.on_validation and validated(logs or {})):
             self._maybe_save(epoch, logs or {}, mid_epoch=False)
+
+    def on_step_validation(self, step: int, logs: dict[str, Any]) -> None:
+        """save_freq="validation": a step-level validation ran; save as its ``monitor`` value says."""
+        if self.schedule.on_validation:
+            self._maybe_save(self.session.epoch, logs, mid_epoch=True, batch=self.session.batch, scored=True)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.schedule.batch_done(self.session):
@@ -160,17 +199,18 @@ class ModelCheckpoint(Callback):
         threshold = self.initial_value_threshold
         return None if threshold is not None and not is_better(current, threshold, self.mode) else float(current)
 
-    def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool, batch: int | None = None) -> None:
+    def _maybe_save(self, epoch: int, logs: dict[str, Any], mid_epoch: bool, batch: int | None = None,
+                    scored: bool = False) -> None:
         if not mid_epoch and not validated(logs) and any(k.startswith("val_") for k in template_keys(self.filepath)):
             return  # fit(validation_freq=N): this epoch has no val_* value to name the file with
-        score = None if mid_epoch else self._score(logs)
+        score = self._score(logs) if scored or not mid_epoch else None
         if self.save_best_only:
             if score is None or (self.best is not None and not is_better(score, self.best, self.mode, 0.0)):
                 return
         elif self.retention.keep_last is None and not self.retention.admits(score):
             return  # save_top_k alone: only an epoch entering the top k is written
-        if not is_rank_zero() or not safe_to_save(self.model, self.session):
-            return
+        if not takes_part_in_saves(self.model) or not safe_to_save(self.model, self.session):
+            return  # rank 0 writes; under FSDP every rank gathers the state with it
         if self.save_best_only:
             self.best = score
         # Written by flush_writes, after every callback's hook for this epoch/batch, so
@@ -183,7 +223,9 @@ class ModelCheckpoint(Callback):
             self._write(path, mid_epoch, score)
 
     def _format_path(self, epoch: int, logs: dict[str, Any], batch: int | None = None) -> str:
-        fields = {**logs, "batch": batch + 1} if batch is not None else logs
+        fields = {**logs, "batch": batch + 1} if batch is not None else dict(logs)
+        fields.setdefault("step", self.session.record.global_step if self.session is not None else 0)
+        fields.setdefault("weights", self._average_kind() or "trained")
         try:
             return self.filepath.format(epoch=self.epoch_number(epoch), **fields)
         except KeyError as err:  # only with a custom step or loss: other keys are checked before training
@@ -194,25 +236,41 @@ class ModelCheckpoint(Callback):
         before = self.retention.state_dict()
         dropped = self.retention.add(path, score)  # first, so a full checkpoint's ranking holds this file
         try:
-            if self.save_weights_only:
-                atomic_save(strip_prefixes(unwrap(self.model).state_dict()), path)
-            else:
-                atomic_save(training_state.capture(self.model, self.session, mid_epoch=mid_epoch), path)
+            state = self._weights_state() if self.save_weights_only else \
+                training_state.capture(self.model, self.session, mid_epoch=mid_epoch)
+            if not self.save_weights_only and self._average_kind() is not None:
+                state.update(averaged_model=self._weights_state(), averaged_kind=self._average_kind())
+            if is_rank_zero():
+                atomic_save(state, path)
         except BaseException:
             self.retention.load_state_dict(before)  # nothing was written: the ranking stays as it was
             raise
-        removed = remove_files(dropped)  # only now that the new file is durable
+        removed = remove_files(dropped) if is_rank_zero() else []  # only now that the new file is durable
         if self.verbose:
             print(f"ModelCheckpoint: saved {path}")  # noqa: T201 (verbose=1: output the user asked for)
             for old in removed:
                 print(f"ModelCheckpoint: deleted {old}")  # noqa: T201 (verbose=1: output the user asked for)
 
+    def _average_kind(self) -> str | None:
+        """"ema" / "swa" when ``weights="averaged"`` and the fit's average holds something, else None."""
+        average = self.model.__dict__.get("_weight_average") if self.weights == "averaged" else None
+        return average.kind if average is not None and average.count > 0 else None
+
+    def _weights_state(self) -> dict[str, Any]:
+        """The weights this callback saves: the trained ones, or the average swapped in (copied, then swapped back)."""
+        if self._average_kind() is None:
+            return full_model_state(self.model)
+        with self.model.__dict__["_weight_average"].swapped_in(unwrap(self.model)):
+            return {key: value.detach().clone() for key, value in full_model_state(self.model).items()}
+
     def save_interrupt_checkpoint(self) -> str | None:
         """Called by fit on Ctrl-C / SIGTERM: a full, resumable mid-epoch checkpoint; returns its path."""
-        if not (is_rank_zero() and safe_to_save(self.model, self.session)):
+        if not (takes_part_in_saves(self.model) and safe_to_save(self.model, self.session)):
             return None
         path = os.path.join(self.directory, INTERRUPT_NAME)
-        atomic_save(training_state.capture(self.model, self.session, mid_epoch=True), path)
+        state = training_state.capture(self.model, self.session, mid_epoch=True)
+        if is_rank_zero():
+            atomic_save(state, path)
         return path
 
     def resume_candidates(self) -> list[str]:

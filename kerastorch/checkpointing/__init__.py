@@ -3,7 +3,6 @@
 * :mod:`.files`: ``atomic_save`` / ``safe_load`` and checkpoint-folder housekeeping;
 * :mod:`.rng`: capture and restore every RNG state;
 * :mod:`.training_state`: a whole training run as a checkpoint dict, and back;
-* :mod:`.replay`: exact mid-epoch resume (the interrupted epoch's batch order);
 * :mod:`.policy`: when checkpoint callbacks save, and what they refuse to save;
 * :mod:`.compatibility`: a file checked against the model before anything is loaded.
 """

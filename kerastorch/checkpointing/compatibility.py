@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..distributed import unwrap
+from ..fsdp import load_full_model_state
 from .files import CheckpointError, safe_load
 from .training_state import require_training_checkpoint, weights_of
 
@@ -115,7 +116,7 @@ def load_weights(model: Any, path: str | os.PathLike, strict: bool = True, trust
                        trust_checkpoint=trust_checkpoint)
     state = weights_of(loaded, source, network.state_dict().keys())
     missing, unexpected = check_weights(network, state, source, strict=strict)
-    result = network.load_state_dict(state, strict=strict)
+    result = load_full_model_state(network, state, strict=strict)  # under FSDP each rank keeps its shard
     if missing or unexpected:
         warnings.warn(f"load_weights({source!r}, strict=False) skipped {len(missing)} missing key(s)"
                       f"{': ' + _listed(missing) if missing else ''} and {len(unexpected)} unexpected key(s)"
@@ -129,7 +130,7 @@ def check_resumable(model: Any, session: Any, checkpoint: Mapping[str, Any], sou
 
     Args:
         model: the Model being fitted.
-        session: the fit's Session (``config`` and ``train_sizes``: ``(batch_size, samples)``).
+        session: the fit's Session (``config``, and ``batches.sizes``: ``(batch_size, samples)``).
         checkpoint: a training checkpoint dict (``training_state.capture``).
         source: the file name, for the messages.
     """
@@ -142,7 +143,14 @@ def check_resumable(model: Any, session: Any, checkpoint: Mapping[str, Any], sou
             f"{source!r} was saved with the learning-rate scheduler {saved_scheduler}; this model is compiled "
             f"with {type(scheduler).__name__}. Nothing was loaded. Compile with the scheduler of the run that "
             "wrote the checkpoint, or start a new run from its weights with load_weights().")
-    check_replay_data(checkpoint, getattr(session, "train_sizes", None), source)
+    saved_state = checkpoint.get("lr_scheduler")
+    if isinstance(saved_state, dict) and "schedule" in saved_state and scheduler is not None and \
+            saved_state["schedule"] != repr(getattr(scheduler, "schedule", None)):
+        raise CheckpointMismatchError(
+            f"{source!r} was saved with the learning-rate schedule {saved_state['schedule']}; this model is compiled "
+            f"with {getattr(scheduler, 'schedule', scheduler)!r}. Nothing was loaded. Compile with the schedule of "
+            "the run that wrote the checkpoint, or start a new run from its weights with load_weights().")
+    check_replay_data(checkpoint, session.batches.sizes if session.batches is not None else None, source)
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Mapping[str, Any], source: str) -> None:
@@ -182,7 +190,7 @@ def check_replay_data(checkpoint: Mapping[str, Any], sizes: tuple[int | None, in
     Example:
         >>> check_replay_data({"batch": 2, "batch_size": 4, "num_samples": 10}, (4, 10), "b.pt")
     """
-    batch = checkpoint.get("batch", 0)
+    batch = checkpoint.get("batch", 0) + checkpoint.get("pass_offset", 0)  # batches a resume skips
     if not batch or sizes is None:
         return
     saved = (checkpoint.get("batch_size"), checkpoint.get("num_samples"))
@@ -197,7 +205,7 @@ def check_replay_data(checkpoint: Mapping[str, Any], sizes: tuple[int | None, in
 
 
 def train_sizes(source: Any) -> tuple[int | None, int | None]:
-    """``(batch_size, samples)`` of a training batch source (None where it cannot tell).
+    """``(batch_size, samples)`` of a training batch source, all ranks' samples (None where it cannot tell).
 
     Example:
         >>> class Source: batch_size, num_samples = 4, 10
@@ -207,4 +215,5 @@ def train_sizes(source: Any) -> tuple[int | None, int | None]:
     batch_size = getattr(source, "batch_size", None)
     if batch_size is None:
         batch_size = getattr(getattr(source, "loader", None), "batch_size", None)
-    return batch_size, getattr(source, "num_samples", None)
+    # The whole data's count, not this rank's share: rank 0 writes the checkpoint every rank resumes from.
+    return batch_size, getattr(source, "total_samples", getattr(source, "num_samples", None))

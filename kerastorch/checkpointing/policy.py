@@ -15,6 +15,7 @@ from torch import nn
 
 from ..checks import require_positive_int_or_epoch
 from ..distributed import unwrap
+from ..fsdp import all_finite, is_sharded
 
 
 class SaveSchedule:
@@ -22,6 +23,7 @@ class SaveSchedule:
 
     Args:
         save_freq: "epoch", or a positive number of training batches.
+        validation: also accept "validation" (after each validation: epoch-end and step-level).
 
     With a batch count, a save that falls inside a gradient-accumulation window
     waits for the window's optimizer step, so no partial gradients are lost.
@@ -31,8 +33,10 @@ class SaveSchedule:
         True
     """
 
-    def __init__(self, save_freq: str | int) -> None:
-        require_positive_int_or_epoch("save_freq", save_freq)
+    def __init__(self, save_freq: str | int, validation: bool = False) -> None:
+        self.on_validation = validation and save_freq == "validation"  # ModelCheckpoint: after each validation
+        if not self.on_validation:
+            require_positive_int_or_epoch("save_freq", save_freq)
         self.save_freq = save_freq
         self.per_epoch = save_freq == "epoch"
         self.every_batches = 0 if isinstance(save_freq, str) else save_freq
@@ -68,6 +72,8 @@ def finite_weights(model: nn.Module) -> bool:
         >>> finite_weights(nn.Linear(2, 1))
         True
     """
+    if is_sharded(model):  # every rank checks its shards, together (a collective)
+        return all_finite(model)
     tensors = [t for t in unwrap(model).state_dict().values() if t.is_floating_point()]
     if not tensors:
         return True

@@ -8,10 +8,12 @@ CUDA, the shuffling generator) and library versions, and the optimizer's and
 scheduler's class names (checked on resume). Every entry loads with
 ``torch.load(weights_only=True)``.
 
-Mid-epoch checkpoints also hold the RNG and shuffling-generator states from the
-start of the epoch (to redraw the same batch order and skip the batches
-already trained), the batch size and sample count those batches were counted
-in, and the epoch's partial logs and metric states.
+Where training stands in its data comes from fit's epoch iterator
+(``session.batches.state_dict()``): the batches run in the epoch and in the open
+data pass before it, the RNG and shuffling-generator states of the pass's start
+(to redraw the same batch order and skip the batches already trained) and the
+batch size and sample count those batches were counted in. Mid-epoch checkpoints
+also hold the epoch's partial logs and metric states.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from typing import Any
 import torch
 
 from .._version import __version__
-from ..distributed import strip_prefixes, unwrap
+from ..distributed import strip_prefixes
+from ..fsdp import full_model_state, full_optimizer_state, load_full_model_state, load_full_optimizer_state
 from .files import CheckpointError
 from .rng import capture_rng_state, restore_rng_state
 
@@ -62,8 +65,9 @@ def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
     config, record = session.config, session.record
     checkpoint = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "versions": versions(),
-        "model": strip_prefixes(unwrap(model).state_dict()),
-        "optimizer": config.optimizer.state_dict(), "optimizer_type": type(config.optimizer).__name__,
+        # Full state dicts; under FSDP gathered to rank 0 (a collective: every rank captures, rank 0 writes)
+        "model": full_model_state(model),
+        "optimizer": full_optimizer_state(model, config.optimizer), "optimizer_type": type(config.optimizer).__name__,
         "lr_scheduler": config.lr_scheduler.state_dict() if config.lr_scheduler is not None else None,
         "lr_scheduler_type": type(config.lr_scheduler).__name__ if config.lr_scheduler is not None else None,
         "scaler": config.precision.scaler.state_dict(),
@@ -74,19 +78,13 @@ def capture(model: Any, session: Any, mid_epoch: bool) -> dict[str, Any]:
         "rng": capture_rng_state(),
         "generator": record.generator.get_state() if record.generator is not None else None,
     }
+    # Where fit's epoch iterator stands (batch, open pass, its RNG); outside fit (model.save): between epochs.
+    position = session.batches.state_dict() if session.batches is not None else {"batch": 0}
     if mid_epoch:
-        checkpoint.update({
-            "epoch": record.epoch, "batch": len(session.accumulator.sizes),
-            "epoch_start_rng": session.epoch_start_rng,
-            "epoch_start_generator": session.epoch_start_generator,
-            "partial_logs": session.accumulator.state_dict(),
-            "metrics": {name: m.state_dict() for name, m in config.metrics.items()},
-        })
-        # What the batches to skip on resume were counted in (checked by compatibility.check_replay_data).
-        batch_size, num_samples = getattr(session, "train_sizes", None) or (None, None)
-        checkpoint.update({"batch_size": batch_size, "num_samples": num_samples})
-    else:
-        checkpoint.update({"epoch": record.epoch + 1, "batch": 0})
+        checkpoint.update({"epoch": record.epoch, **position, "partial_logs": session.accumulator.state_dict(),
+                           "metrics": {name: m.state_dict() for name, m in config.metrics.items()}})
+    else:  # an epoch end: the next epoch starts at batch 0 (of a data pass that may go on: steps_per_epoch)
+        checkpoint.update({"epoch": record.epoch + 1, **position})
     return checkpoint
 
 
@@ -134,15 +132,15 @@ def require_training_checkpoint(checkpoint: Any, source: str) -> None:
 def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -> int:
     """Load a training checkpoint into ``model`` and ``session``; return the epoch to start from.
 
-    At an epoch boundary the RNG states are restored now; a mid-epoch
-    checkpoint leaves them in ``session.replay`` for the next epoch's start
-    (see :mod:`kerastorch.checkpointing.replay`). The caller checks the checkpoint first
+    At an epoch boundary the RNG states are restored now; a checkpoint written inside a
+    data pass leaves them to fit's epoch iterator (``session.batches``), which redraws the
+    pass's batch order first. The caller checks the checkpoint first
     (:func:`kerastorch.checkpointing.compatibility.check_resumable`), so nothing is half-applied.
     """
     require_training_checkpoint(checkpoint, source)
     config, record = session.config, session.record
-    unwrap(model).load_state_dict(checkpoint["model"])
-    config.optimizer.load_state_dict(checkpoint["optimizer"])
+    load_full_model_state(model, checkpoint["model"])  # under FSDP each rank keeps its shard
+    load_full_optimizer_state(model, config.optimizer, checkpoint["optimizer"])
     if checkpoint["lr_scheduler"] is not None and config.lr_scheduler is not None:
         config.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
     config.precision.scaler.load_state_dict(checkpoint["scaler"])
@@ -152,10 +150,7 @@ def restore(model: Any, session: Any, checkpoint: dict[str, Any], source: str) -
     _restore_callbacks(list(session.callbacks.callbacks), checkpoint["callbacks"])
     if checkpoint["generator"] is not None and record.generator is not None:
         record.generator.set_state(checkpoint["generator"])
-    if checkpoint["batch"] > 0:
-        session.replay = {key: checkpoint[key] for key in
-                          ("batch", "epoch_start_rng", "epoch_start_generator", "partial_logs", "metrics", "rng")}
-    else:
+    if not session.batches.load_state_dict(checkpoint):  # else the RNG follows the redrawn batch order
         restore_rng_state(checkpoint["rng"])
     record.epoch = checkpoint["epoch"]
     return checkpoint["epoch"]

@@ -16,14 +16,18 @@ plus reserved ``"y"`` / ``"sample_weight"`` entries (see
 
 In-memory floating data (tensors, arrays, frames, a ``TensorDataset``) is cast to
 the model's floating dtype (float32 unless the model was made ``.double()`` /
-``.half()``), booleans too; integers become int64 (indices for embeddings stay
-integers). Batches from a DataLoader or a generator are used as they come.
+``.half()``), booleans too. int32 and int64 keep their dtype, as in Keras (int32 targets
+stay int32: the losses that need int64 class indices cast them); other integers (uint8,
+int16, ...) become int64, which torch's index-taking layers (``nn.Embedding``) accept.
+A pandas Series is one column, ``(N, 1)``, and a SciPy sparse matrix is made dense, as
+Keras does for PyTorch. Batches from a DataLoader or a generator keep their structure;
+their NumPy arrays become tensors by the same rules, and their floats the model's dtype.
 
 Python generators and other one-shot iterators of batches, and ``IterableDataset``
 objects (batched by a DataLoader, ``batch_size`` default 32, never shuffled), have
 no length: an epoch is one pass over them, or ``steps_per_epoch`` batches. A
-one-shot iterator is not restarted: epochs continue it, so more than one epoch
-needs ``steps_per_epoch`` (fit refuses otherwise).
+one-shot iterator is not restarted: epochs continue it, and fit stops with a warning
+when it runs out (an endless generator with ``steps_per_epoch`` runs every epoch).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, Tenso
 from ..checks import describe, plain_int, require_positive_int
 from ..distributed import launched_distributed
 from .batcher import TensorBatcher, num_samples
+from .hf_datasets import hf_loader, is_hf_dataset
 from .indexed import IndexedLoader, index_batchable
 from .trees import tree_leaves, tree_map
 
@@ -48,7 +53,12 @@ _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64, torch.flo
 
 
 def _is_array(value: Any) -> bool:
-    return isinstance(value, (torch.Tensor, np.ndarray)) or hasattr(value, "to_numpy")
+    return isinstance(value, (torch.Tensor, np.ndarray)) or hasattr(value, "to_numpy") or _is_sparse(value)
+
+
+def _is_sparse(value: Any) -> bool:
+    """A SciPy sparse matrix or array (duck-typed: SciPy is not imported)."""
+    return hasattr(value, "toarray") and hasattr(value, "nnz")
 
 
 def floating_dtype(module: nn.Module) -> torch.dtype:
@@ -68,25 +78,31 @@ def to_tensor(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -
     """Convert a tensor, numpy array, pandas object or number list to a tensor.
 
     Floating and bool data become ``float_dtype`` (the model's: what its layers compute in);
-    integers become int64. Tensors and arrays follow the same rule.
+    int32 and int64 keep their dtype (Keras's rule), other integers become int64 (what
+    ``nn.Embedding`` takes). Tensors and arrays follow the same rule. A pandas
+    Series becomes one column ``(N, 1)``; a SciPy sparse matrix becomes dense.
 
     Example:
-        >>> to_tensor(torch.ones(2, dtype=torch.float64), "x").dtype, to_tensor(np.arange(2), "x").dtype
-        (torch.float32, torch.int64)
+        >>> to_tensor(torch.ones(2, dtype=torch.float64), "x").dtype, to_tensor(np.arange(2, dtype=np.int32), "y").dtype
+        (torch.float32, torch.int32)
     """
     if isinstance(value, torch.Tensor):
         if (value.is_floating_point() or value.dtype == torch.bool) and value.dtype != float_dtype:
             return value.to(float_dtype)
-        return value if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool \
-            else value.long()
-    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
-        value = value.to_numpy()
+        if value.is_floating_point() or value.is_complex() or value.dtype in (torch.bool, torch.int32, torch.int64):
+            return value
+        return value.long()
+    if hasattr(value, "to_numpy"):  # pandas DataFrame / Series (a Series is one column, as in Keras)
+        value = value.to_numpy().reshape(-1, 1) if getattr(value, "ndim", None) == 1 else value.to_numpy()
+    elif _is_sparse(value):
+        value = value.toarray()
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as err:
         raise TypeError(f"`{name}` could not be converted to a tensor. Received: {describe(value)}") from err
     if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.int64)
+        if array.dtype not in (np.int32, np.int64):  # int32 stays (Keras); the class-index losses cast it
+            array = array.astype(np.int64)
     elif not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
         raise TypeError(f"`{name}` must hold numbers. Received an array of dtype {array.dtype}; "
                         "convert non-numeric columns first.")
@@ -94,6 +110,8 @@ def to_tensor(value: Any, name: str, float_dtype: torch.dtype = torch.float32) -
         array = array.astype(_NUMPY_FLOATS[float_dtype], copy=False)  # a copy when the dtype changes
     else:  # e.g. bfloat16, which NumPy lacks: convert a copy
         return torch.from_numpy(np.array(array)).to(float_dtype)
+    if not array.flags.writeable:  # e.g. pandas 3's read-only views: torch would share (and warn about) them
+        array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
@@ -102,7 +120,8 @@ def to_structure(value: Any, name: str, float_dtype: torch.dtype = torch.float32
     if isinstance(value, dict):
         return {key: to_tensor(item, f"{name}[{key!r}]", float_dtype) for key, item in value.items()}
     if isinstance(value, (tuple, list)) and value and all(_is_array(v) for v in value):
-        return tuple(to_tensor(item, f"{name}[{i}]", float_dtype) for i, item in enumerate(value))
+        converted = (to_tensor(item, f"{name}[{i}]", float_dtype) for i, item in enumerate(value))
+        return list(converted) if isinstance(value, list) else tuple(converted)  # the user's structure, as Keras
     return to_tensor(value, name, float_dtype)
 
 
@@ -219,6 +238,14 @@ def adapt(x: Any, y: Any = None, sample_weight: Any = None, *, batch_size: int |
     if x is None:
         raise ValueError(f"`{arg}` must be data: tensors, arrays, a Dataset or a DataLoader. "
                          f"Received: {arg}=None")
+    if isinstance(x, (str, bytes)):  # iterable and sized, but no data: refused before it is read as batches
+        raise TypeError(f"`{arg}` must be data: tensors, arrays, DataFrames, a Dataset, a DataLoader or a generator "
+                        f"of batches. Received: {arg}={x!r:.60} (a {type(x).__name__}). To read a file, load it "
+                        "first (e.g. pandas.read_csv(path)).")
+    if shuffle not in (True, False):
+        raise ValueError(f"`shuffle` must be True or False. Received: shuffle={shuffle!r}. Keras's "
+                         "shuffle='batch' (for HDF5 data read in chunks) has no use here: in-memory data is "
+                         "shuffled by index at no extra cost. Pass shuffle=True.")
     require_positive_int("batch_size", batch_size, allow_none=True)
     batch_size = plain_int(batch_size)
     if isinstance(x, (DataLoader, Dataset, Iterator)) or (
@@ -257,6 +284,8 @@ def _check_lengths(arrays: list, arg: str, given: Any = None) -> None:
 
 def _adapt_iterable(x: Any, batch_size: int | None, shuffle: bool, generator: torch.Generator | None, arg: str,
                     float_dtype: torch.dtype) -> TensorBatcher | LoaderSource:
+    if is_hf_dataset(x):  # batched as transformers' Trainer does: numeric columns, "labels", padding
+        return LoaderSource(hf_loader(x, batch_size, shuffle, generator), float_dtype=float_dtype)
     if isinstance(x, Iterator):  # a generator: batches as they come, continued over epochs
         if batch_size is not None:
             raise ValueError(f"`batch_size` must not be given when `{arg}` is a generator: it yields whole "

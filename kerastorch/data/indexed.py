@@ -72,7 +72,7 @@ class IndexedLoader(TensorBatcher):
 
     def __iter__(self) -> Iterator[tuple]:
         # The draws of iter(loader) and its first batch, eagerly (a resumed epoch restores
-        # the RNG, calls iter(), then restores the later state: see checkpointing.replay).
+        # the RNG, calls iter(), then restores the later state: see engine.epoch_iterator).
         torch.empty((), dtype=torch.int64).random_(generator=self.loader.generator)  # the DataLoader's base seed
         arrays = self.arrays
         if self.shuffle:

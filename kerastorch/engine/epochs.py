@@ -28,7 +28,7 @@ import torch
 from ..callbacks.base import as_callback_list
 from ..checks import require_positive_int
 from ..data import LoaderSource, TensorBatcher
-from ..distributed import any_rank, launched_distributed
+from ..distributed import any_rank, broadcast_int, launched_distributed
 
 
 @dataclass
@@ -191,3 +191,22 @@ def first_batches(source: Any, count: int) -> LoaderSource:
     if not batches:
         raise ValueError(f"`overfit_batches={count}`: the training data yields no batch.")
     return LoaderSource(batches)
+
+
+def bind_schedule(config: Any, batches: Any, epochs_to_run: int) -> None:
+    """A :mod:`kerastorch.schedules` preset gets this fit's number of optimizer updates: the run's total.
+
+    Counted from the epoch iterator (epochs, batches per epoch after ``steps_per_epoch`` and this rank's
+    shard, ``grad_accum_steps``, a short last window); under torchrun rank 0's count is every rank's. A
+    resumed fit counts the same total from the same arguments and continues at the checkpoint's update.
+    """
+    if config.schedule is None:
+        return
+    total = batches.planned_updates(epochs_to_run)
+    if total is None:
+        raise ValueError(f"The learning-rate schedule {config.schedule!r} needs the run's number of optimizer updates, "
+                         "but the training data has no length (a generator or an IterableDataset). Pass "
+                         "steps_per_epoch=... to fit, or use a scheduler that needs no total.")
+    if launched_distributed():
+        total = broadcast_int(total, config.device)
+    config.lr_scheduler = config.schedule.bind(config.optimizer, max(total, 1))

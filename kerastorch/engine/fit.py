@@ -20,8 +20,6 @@ from torch.utils.data import DataLoader
 
 from ..callbacks.base import CallbackList
 from ..callbacks.history import History
-from ..checkpointing.compatibility import train_sizes
-from ..checkpointing.replay import start_epoch_iterator
 from ..checks import plain_int, require_fraction, require_non_negative_int, require_positive_int, require_verbose
 from ..compiling import known_log_keys
 from ..data import (
@@ -34,15 +32,16 @@ from ..data import (
     split_validation,
 )
 from ..data.scan import Finding, batch_holding, scan
-from ..distributed import any_rank, broadcast_int, launched_distributed
+from ..distributed import any_rank, broadcast_int, launched_distributed, unwrap, world_size
+from ..losses.model_loss import item_counter
 from ..optimizers import foreign_optimizer_message, frozen_model_message
 from .displays import live_plot_for, printers
-from .epochs import TrainingControls, callbacks_to_run, first_batches, stop_for_time
+from .epoch_iterator import EpochIterator
+from .epochs import TrainingControls, bind_schedule, callbacks_to_run, first_batches, stop_for_time
 from .evaluate import run_test, validation_source
 from .guards import (
     check_validation_source,
     check_validation_targets,
-    epoch_steps,
     guard_batchnorm,
     prepare_checks,
     raise_batch_error,
@@ -52,8 +51,8 @@ from .logs import LogAccumulator, epoch_logs
 from .reentry import guarded, isolated_metrics
 from .resume import request_resume, resume
 from .session import FitRecord, Session
-from .signals import raise_for_signal, signal_guard
-from .step import plan_window, sync_context
+from .signals import act_on_signal, signal_agreement, signal_guard
+from .step import sync_context
 
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
@@ -98,9 +97,14 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         record.example_input = train_source.first_input()
     if controls.overfit_batches:  # the same first batches, every epoch, for training and validation
         train_source = val_source = first_batches(train_source, controls.overfit_batches)
-    steps, capped = epoch_steps(train_source, steps_per_epoch, epochs - initial_epoch, config.grad_accum_steps)
-    if controls.fast_dev_run:
-        steps, capped = min(controls.fast_dev_run, steps or controls.fast_dev_run), True
+    batches = EpochIterator(train_source, record, controls, steps_per_epoch=steps_per_epoch,
+                            grad_accum_steps=config.grad_accum_steps)
+    steps = batches.steps
+    if config.fsdp is not None and any_rank(steps != broadcast_int(cast(int, steps), config.device), config.device):
+        raise ValueError(f"Under FSDP every forward is a collective, so every rank must run the same number of "
+                         f"batches per epoch; this rank has {steps}. Make the sample count a multiple of processes x "
+                         "batch_size, or pass steps_per_epoch=... (at most the smallest rank's batches).")
+    bind_schedule(config, batches, epochs - initial_epoch)
     check_validation_source(val_source, epochs - initial_epoch)
     check_validation_targets(train_source, val_source)
     has_validation = val_source is not None
@@ -110,12 +114,10 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
         model=model,
         params={"epochs": epochs, "steps": steps, "verbose": verbose, "has_validation": has_validation,
                 "log_keys": known_log_keys(config, has_validation), "custom_logs": custom_logs,
-                "validation_freq": controls.validation_freq})
-    session = Session(config, record, callback_list, epochs)
-    session.controls = controls
-    session.validation_source = val_source
-    session.steps_capped = capped
-    session.train_sizes = train_sizes(train_source)
+                "validation_freq": controls.validation_freq, "grad_accum_steps": config.grad_accum_steps,
+                "validation_every_n_steps": controls.validation_every_n_steps})
+    session = Session(config, record, callback_list, epochs, batches=batches, controls=controls,
+                      validation_source=val_source)
     callback_list.set_session(session)
     for check_params in callback_list.check_params:  # every callback's arguments, before any on_train_begin
         check_params()
@@ -123,15 +125,15 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
     session.data_findings = warn_about_data(train_source, val_source)
     prepare_checks(config)
     model.stop_training = False
+    model.__dict__.pop("_weight_average", None)  # an earlier fit's EMA/SWA average; this fit's callbacks set theirs
     was_training, outer_session = model.training, model._session
     model._session = session
     undo_class_weight = _use_class_weight(config, class_weight)
-    remove_guard = guard_batchnorm(model, train_source, capped)
+    remove_guard = guard_batchnorm(model, train_source, batches.capped)
     kept = len(record.history_rows), record.epoch, record.global_step  # a fast_dev_run keeps nothing
     try:
         with signal_guard(session):
-            run_epochs(model, session, train_source, val_source, initial_epoch, steps,
-                       model._step_runner("train", session))  # the step as it runs: wrappers, autocast
+            run_epochs(model, session, initial_epoch, model._step_runner("train", session))  # as it runs
     except BaseException as error:
         for close in callback_list.on_exception:  # displays close before the traceback prints
             close(error)
@@ -147,12 +149,12 @@ def fit(model: Any, config: CompileConfig, record: FitRecord, *, x: Any, y: Any,
             record.epoch, record.global_step = kept[1], kept[2]
 
 
-def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any, initial_epoch: int,
-               steps: int | None, train_step: Callable[[Any], Any]) -> None:
+def run_epochs(model: Any, session: Session, initial_epoch: int, train_step: Callable[[Any], Any]) -> None:
     """The epoch loop: train, validate, log, call epoch hooks, honour stop flags and signals."""
-    # fit compiled the model and made the callback list: neither is None here.
+    # fit compiled the model and made the callback list and the epoch iterator: none is None here.
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
-    record = session.record
+    record, batches, val_source = session.record, session.batches, session.validation_source
+    steps = batches.steps
     callbacks.call("on_train_begin", None)
     start_epoch = resume(model, session, initial_epoch)
     session.epoch_base = _epoch_base(record, start_epoch)
@@ -160,28 +162,33 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
     controls.start()
     # Ranks with fewer batches (no padding: each sample counts once) join DDP's collectives.
     uneven = config.ddp is not None and any_rank(steps != broadcast_int(cast(int, steps), config.device), config.device)
+    if launched_distributed() and not uneven:  # an accumulation window's items are counted over all ranks
+        batches.window.ranks = world_size()
     for epoch in range(start_epoch, session.epochs):
         record.epoch = epoch
         model.train()
-        _prepare_epoch(session, train_source, epoch)
         callbacks.call("on_epoch_begin", epoch, None)
         with config.ddp.join() if uneven else contextlib.nullcontext():
-            accumulator = train_epoch(model, session, train_source, steps, train_step)
+            accumulator = train_epoch(model, session, epoch, train_step)
         if session.pending_signal is not None:
-            raise_for_signal(session)  # saves interrupt checkpoints, then raises
-        if controls.time_up and not (steps is not None and len(accumulator.sizes) >= steps):
-            stop_for_time(session, epoch, len(accumulator.sizes), finished=False)  # saved as on an interrupt
+            act_on_signal(session)  # saves interrupt checkpoints; raises, or returns for SLURM's SIGUSR1
+            break  # SIGUSR1: stop as for max_time, the partial epoch not logged
+        done = batches.batch + 1
+        if controls.time_up and not (batches.window.steps >= 0 and done >= batches.window.steps):
+            stop_for_time(session, epoch, done, finished=False)  # saved as on an interrupt
             break
-        if train_source.exhausted and stop_for_exhausted_data(model, session, accumulator, steps, epoch):
+        if batches.source.exhausted and stop_for_exhausted_data(model, session, done, steps, epoch):
             break  # a generator had no batch left for this epoch
-        if _stopped_for_nonfinite(model, session, epoch, accumulator, train_source):
+        if _stopped_for_nonfinite(model, session, epoch, accumulator):
             break
+        batches.end_epoch()  # before on_epoch_end: its checkpoints hold where the next epoch starts
         logs = epoch_logs(config, accumulator)
         if val_source is not None and controls.validates_after(epoch):  # else no val_* keys: NaN in the history
             logs.update(run_test(model, session, val_source, prefix="val_",
                                  steps=controls.validation_steps or controls.fast_dev_run or None))
         logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
-        _step_epoch_scheduler(config, logs)
+        if config.lr_scheduler is not None and config.scheduler_interval == "epoch":
+            _step_epoch_scheduler(config, logs)
         session.logs = logs
         try:
             callbacks.call("on_epoch_end", epoch, logs)
@@ -193,7 +200,7 @@ def run_epochs(model: Any, session: Session, train_source: Any, val_source: Any,
         if launched_distributed():  # all ranks stop together (e.g. EarlyStopping on rank-local state)
             model.stop_training = any_rank(model.stop_training, config.device)
         if controls.time_up:
-            stop_for_time(session, epoch, len(accumulator.sizes), finished=True)
+            stop_for_time(session, epoch, done, finished=True)
         if model.stop_training or controls.time_up:
             break
     callbacks.call("on_train_end", session.logs)
@@ -205,31 +212,30 @@ def _epoch_base(record: FitRecord, start_epoch: int) -> int:
     return max(0, int(rows[-1]["epoch"]) - start_epoch) if rows else 0
 
 
-def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
-                train_step: Callable[[Any], Any]) -> LogAccumulator:
-    """One pass over ``source`` (at most ``steps`` batches) with ``train_step``: the hot loop."""
+def train_epoch(model: Any, session: Session, epoch: int, train_step: Callable[[Any], Any]) -> LogAccumulator:
+    """One epoch of the epoch iterator's batches through ``train_step``: the hot loop."""
     config, callbacks = cast("CompileConfig", session.config), session.callbacks
-    record = session.record
-    accumulator = _begin_epoch(config, session, steps)
-    device, channels_last, window = config.device, config.channels_last, config.grad_accum_steps
+    record, batches = session.record, session.batches
+    accumulator = _begin_epoch(config, session)
+    device, channels_last, window = config.device, config.channels_last, batches.window
+    accumulating = window.size > 1
+    items_of = item_counter(unwrap(model), config.loss)  # samples, or a token-level loss's tokens
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
         callbacks.batch_writers
-    first = len(accumulator.sizes)  # > 0 when a mid-epoch checkpoint is resumed
-    # A full epoch lets the iterator end by itself, as a plain loop does (a DataLoader's
-    # sampler draws its last random numbers then); only a steps_per_epoch cap breaks early.
-    capped, last = session.steps_capped, steps if steps is not None else -1
     controls = session.controls
     timed = controls.max_time is not None
     every = controls.validation_every_n_steps if session.validation_source is not None else 0
-    for index, batch in enumerate(start_epoch_iterator(session, source), start=first):
-        session.batch = index
+    agree = signal_agreement(session)  # several SLURM ranks agree on a signal each window (else None)
+    for index, batch in batches.epoch(epoch):
+        batches.batch = index
         for hook in batch_begin:
             hook(index, {})
         batch = move_to_device(batch, device, channels_last=channels_last)
         try:  # free until something raises (Python 3.11): then the error names the batch
-            if window > 1:
-                plan_window(session, index, last, window)  # data without a length needs steps_per_epoch here
-                with sync_context(config, session):
+            if accumulating:
+                window.plan(index)
+                window.items = items_of(batch)
+                with sync_context(config, window):
                     logs = train_step(batch)
             else:
                 logs = train_step(batch)
@@ -245,9 +251,10 @@ def train_epoch(model: Any, session: Session, source: Any, steps: int | None,
             validate_at_step(model, session)
         # A signal waits for the end of a gradient-accumulation window, so the interrupt
         # checkpoint holds no partial gradients.
-        if model.stop_training or (capped and index + 1 >= last) or \
-                (session.pending_signal is not None and session.update_now) or \
-                (timed and session.update_now and controls.no_time_for_another_step(device)):
+        if agree is not None and window.update_now:
+            agree()
+        if model.stop_training or (session.pending_signal is not None and window.update_now) or \
+                (timed and window.update_now and controls.no_time_for_another_step(device)):
             break
     return accumulator
 
@@ -262,6 +269,11 @@ def validate_at_step(model: Any, session: Session) -> None:
         logs = run_test(model, session, session.validation_source, prefix="val_",
                         steps=session.controls.validation_steps)
     record.validation_rows.append({"step": record.global_step, "epoch": session.epoch_number(record.epoch), **logs})
+    callbacks = session.callbacks
+    for validated in callbacks.on_step_validation:  # CSV rows, checkpoints monitoring it
+        validated(record.global_step, dict(logs))
+    for write in callbacks.flush_writes:
+        write()
 
 
 def _use_class_weight(config: CompileConfig, class_weight: Any) -> Callable[[], None]:
@@ -297,26 +309,19 @@ def _shuffle_generator(record: FitRecord, device: torch.device) -> torch.Generat
     return record.generator
 
 
-def _prepare_epoch(session: Session, source: Any, epoch: int) -> None:
-    """Reset the accumulation window; DistributedSampler.set_epoch where present."""
-    session.accum_divisor, session.update_now = 1, True
-    sampler: Any = getattr(getattr(source, "loader", None), "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-
-
-def _begin_epoch(config: CompileConfig, session: Session, steps: int | None) -> LogAccumulator:
+def _begin_epoch(config: CompileConfig, session: Session) -> LogAccumulator:
     """A fresh epoch accumulator and reset metrics (refilled when resuming mid-epoch)."""
-    accumulator = session.accumulator = LogAccumulator(steps)
-    replay = session.replay
-    if replay is not None:
-        accumulator.load_state_dict(replay["partial_logs"], config.device)
+    batches = session.batches
+    accumulator = session.accumulator = LogAccumulator(batches.steps)
+    resumed = batches.resumed_logs  # a mid-epoch resume's partial logs
+    if resumed is not None:
+        accumulator.load_state_dict(resumed["partial_logs"], config.device)
     else:  # a resumed epoch goes on with the count restored from its checkpoint's scaler state
         config.precision.scaler.reset_skip_count()
     for name, metric in config.metrics.items():
         metric.reset()
-        if replay is not None and replay["metrics"].get(name):
-            metric.load_state_dict(replay["metrics"][name])
+        if resumed is not None and resumed["metrics"].get(name):
+            metric.load_state_dict(resumed["metrics"][name])
     return accumulator
 
 
@@ -329,11 +334,12 @@ def warn_about_data(train_source: Any, val_source: Any) -> list[Finding]:
     return [finding for finding in findings if finding.kind == "nonfinite"]
 
 
-def _data_culprit(session: Session, source: Any, bad_step: int) -> str:
+def _data_culprit(session: Session, bad_step: int) -> str:
     """What the non-finite-loss warning says of the data: the batch holds a non-finite sample, or the data does."""
     for finding in session.data_findings:
-        if type(source) is TensorBatcher and bad_step >= 0 and \
-                batch_holding(source, bad_step, session.epoch_start_generator, finding.samples):
+        batches = session.batches
+        if type(batches.source) is TensorBatcher and bad_step >= 0 and batch_holding(
+                batches.source, batches.pass_offset + bad_step, batches.pass_generator, finding.samples):
             return f" Batch {bad_step} holds a sample of `{finding.name}` with NaN or inf: the data, not the " \
                    "model, made the loss non-finite (see the warning given before training)."
     if session.data_findings:
@@ -341,8 +347,7 @@ def _data_culprit(session: Session, source: Any, bad_step: int) -> str:
     return ""
 
 
-def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator,
-                           source: Any) -> bool:
+def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator) -> bool:
     """Stop after this epoch; its logs (NaN) still reach on_epoch_end as in Keras (the history row, CSVLogger's
     row, TerminateOnNaN), while checkpoint callbacks never write non-finite weights (``session.nonfinite``)."""
     config = cast("CompileConfig", session.config)
@@ -356,7 +361,7 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     model.stop_training = True
     warnings.warn(f"Non-finite training loss at epoch {number}, batch {bad_step} (epochs count "
                   "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
-                  "no checkpoint was written from this epoch." + _data_culprit(session, source, bad_step),
+                  "no checkpoint was written from this epoch." + _data_culprit(session, bad_step),
                   RuntimeWarning, stacklevel=2)
     logs = epoch_logs(config, accumulator)
     logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
@@ -373,8 +378,6 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
 
 def _step_epoch_scheduler(config: CompileConfig, logs: dict[str, float]) -> None:
     scheduler = config.lr_scheduler
-    if scheduler is None or config.scheduler_interval != "epoch":
-        return
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         monitor = config.scheduler_monitor
         if monitor not in logs:

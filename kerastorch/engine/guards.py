@@ -1,7 +1,5 @@
 """Guards around the loops: refuse what cannot work before training, and say what a failing batch was.
 
-* :func:`epoch_steps`: batches per epoch from the data and ``steps_per_epoch`` (a warning
-  when it asks for more than the data holds; generators and data without a length);
 * :func:`check_validation_source`: a generator cannot feed more than one validation pass;
 * :func:`guard_batchnorm`: refuse, in the first forward and before any optimizer step, a
   last training batch of 1 sample that a BatchNorm layer cannot train on;
@@ -23,37 +21,13 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader
 
 from ..checks import reraise_with
-from ..data import IndexedLoader, LoaderSource, TensorBatcher, source_length, tree_leaves, unpack_batch
-from ..distributed import launched_distributed
+from ..data import IndexedLoader, LoaderSource, TensorBatcher, tree_leaves, unpack_batch
 
 if TYPE_CHECKING:
     from .session import Session
 
 _MATMUL_SHAPES = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
 _DTYPE_WORDS = ("dtype", "scalar type", "type (", "Found dtype", "expected scalar", "must have the same")
-
-
-def epoch_steps(source: Any, steps_per_epoch: int | None, epochs_to_run: int,
-                grad_accum_steps: int) -> tuple[int | None, bool]:
-    """``(steps, capped)``: batches per epoch (None: one pass over data without a length) and whether
-    ``steps_per_epoch`` stops an epoch before its data ends."""
-    length = source_length(source)
-    if length is None:
-        # A finite generator for several epochs runs as in Keras: the first epoch takes all its batches, and
-        # the next finds none (stop_for_exhausted_data says so and stops).
-        if steps_per_epoch is None and (grad_accum_steps > 1 or launched_distributed()):
-            raise ValueError("Training data without a length (a generator or an IterableDataset) needs "
-                             "`steps_per_epoch` with gradient accumulation or under torchrun: the last "
-                             "accumulation window and the ranks' step counts must be known in advance. "
-                             "Received: steps_per_epoch=None.")
-        return steps_per_epoch, steps_per_epoch is not None
-    if steps_per_epoch is not None and steps_per_epoch > length:
-        warnings.warn(f"`steps_per_epoch={steps_per_epoch}` is more than the {length} batches the training data "
-                      f"holds: each epoch runs {length} batches. Pass steps_per_epoch <= {length}, or leave it "
-                      "out (one pass over the data per epoch).", UserWarning, stacklevel=4)
-        return length, False
-    steps = steps_per_epoch or length
-    return steps, steps < length
 
 
 def check_validation_source(source: Any, epochs_to_run: int) -> None:
@@ -226,9 +200,9 @@ def raise_batch_error(err: Exception, batch: Any, model: nn.Module, phase: str, 
     reraise_with(err, where)
 
 
-def stop_for_exhausted_data(model: Any, session: Session, accumulator: Any, steps: int | None, epoch: int) -> bool:
-    """After an epoch over a generator that ran out: warn and stop (True: the epoch had no batch, log nothing)."""
-    done = len(accumulator.sizes)
+def stop_for_exhausted_data(model: Any, session: Session, done: int, steps: int | None, epoch: int) -> bool:
+    """After an epoch of ``done`` batches over a generator that ran out: warn and stop (True: the epoch had no
+    batch, log nothing)."""
     if (steps is not None and done >= steps) or (steps is None and done > 0):
         return False  # a full epoch (without a length: a pass that ended with the data)
     model.stop_training = True
@@ -243,8 +217,18 @@ def stop_for_exhausted_data(model: Any, session: Session, accumulator: Any, step
     warnings.warn(f"The training generator ran out of batches in epoch {epoch + 1} after {done} of its "
                   f"{steps} steps; training stopped ({left} epoch(s) not run). Make it yield at least "
                   "steps_per_epoch * epochs batches (e.g. loop over the data: `while True:`), or lower "
-                  "steps_per_epoch.", UserWarning, stacklevel=3)
+                  f"steps_per_epoch.{_unfinished_schedule(session)}", UserWarning, stacklevel=3)
     return done == 0
+
+
+def _unfinished_schedule(session: Session) -> str:
+    """What the early end did to a schedule preset that was bound for the run's total (else nothing)."""
+    scheduler: Any = session.config.lr_scheduler if session.config is not None else None
+    total = getattr(scheduler, "total", None)
+    if total is None or getattr(scheduler, "schedule", None) is None:
+        return ""
+    return (f" The learning-rate schedule {scheduler.schedule!r} was set for {total} optimizer updates and made "
+            f"{scheduler.last_epoch}: it ended before its end value.")
 
 
 def prepare_checks(config: Any) -> None:

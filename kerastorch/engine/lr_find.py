@@ -24,7 +24,8 @@ from ..distributed import all_reduce_sum, launched_distributed, world_size
 from ..optimizers import foreign_optimizer_message
 from .session import Session
 from .snapshot import RestorePoint
-from .step import plan_window, sync_context
+from .step import sync_context
+from .window import AccumulationWindow
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -186,7 +187,8 @@ def lr_find(model: Any, x: Any, y: Any = None, *, batch_size: int | None = None,
     try:
         config.lr_scheduler = None
         config.metrics = {name: copy.deepcopy(metric) for name, metric in metrics.items()}
-        model._session = Session(config, model._record, CallbackList())
+        window = AccumulationWindow(config.grad_accum_steps)
+        model._session = Session(config, model._record, CallbackList(), window=window)
         return _sweep(model, config, model._session, _cycle(source), lrs, diverge_factor, smoothing)
     finally:
         config.lr_scheduler, config.metrics, model._session = scheduler, metrics, outer_session
@@ -205,7 +207,6 @@ def _sweep(model: Any, config: CompileConfig, session: Session, batches: Iterato
     average, best = 0.0, math.inf
     for step, lr in enumerate(lrs):
         _set_lr(config.optimizer, lr)
-        session.batch = step
         total = _run_window(model, config, session, batches, train_step, window)
         if launched_distributed():  # every rank sees the same losses, so all stop together
             total = all_reduce_sum(total) / world_size()
@@ -225,8 +226,9 @@ def _run_window(model: Any, config: CompileConfig, session: Session, batches: It
     parts = []
     for index in range(window):
         batch = move_to_device(next(batches), config.device, channels_last=config.channels_last)
-        plan_window(session, index, window, window)
-        with sync_context(config, session):
+        session.window.steps = window
+        session.window.plan(index)
+        with sync_context(config, session.window):
             logs = train_step(batch)
         loss = logs.get("loss") if isinstance(logs, dict) else None
         if not isinstance(loss, torch.Tensor):

@@ -9,7 +9,9 @@ copied into its rows with ``copy_(non_blocking=True)``. Otherwise (a generator, 
 expected) its batches are copied to the CPU as they come and concatenated at the end, as
 ``torch.cat`` would have. Per-batch scalars (0-dim tensors) are stacked at the end, and values
 that are not tensors are returned as a list of the batches' values. The result equals
-``torch.cat`` of the batches along dim 0 (structure, dtype, shape, values).
+``torch.cat`` of the batches along dim 0 (structure, dtype, shape, values). Batches whose shapes differ past
+dim 0 (a causal language model's logits over batches padded to different lengths) are padded at the end of
+each dimension with -100 (:data:`PAD_VALUE`, as Hugging Face's Trainer does) and joined.
 
 No host-device sync per batch: on CUDA the copies are asynchronous and :meth:`OutputCollector.result`
 waits for them once, at the end. On the CPU the copy into the buffer is the only per-batch work.
@@ -123,7 +125,38 @@ class _Leaf:
             if self.filled == self.capacity:
                 return self.buffer
             self.spill()  # fewer rows than expected: a copy of those written, not a view of the whole buffer
-        return torch.cat(self.chunks)
+        chunks = self.chunks
+        if len(chunks) > 1 and any(chunk.shape[1:] != chunks[0].shape[1:] for chunk in chunks):
+            return _padded_cat(chunks)
+        return torch.cat(chunks)
+
+
+#: What fills the positions a batch did not have when batches differ past dim 0 (a causal LM's logits over
+#: batches padded to different lengths): Hugging Face Trainer's ``padding_index``, so its users read it alike.
+PAD_VALUE = -100
+
+
+def _padded_cat(chunks: list[torch.Tensor]) -> torch.Tensor:
+    """Batches whose shapes differ past dim 0 (not in rank), each padded at the end of every dim to the
+    largest size with :data:`PAD_VALUE`, then joined along dim 0.
+
+    Example:
+        >>> _padded_cat([torch.ones(1, 2), torch.zeros(2, 3)]).tolist()
+        [[1.0, 1.0, -100.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    if len({chunk.dim() for chunk in chunks}) != 1:
+        raise ValueError("predict: the batches' outputs have different numbers of dimensions "
+                         f"({[tuple(chunk.shape) for chunk in chunks]}), so they cannot be joined. Return outputs "
+                         "of one rank from forward / predict_step.")
+    sizes = [max(chunk.shape[d] for chunk in chunks) for d in range(1, chunks[0].dim())]
+    rows = sum(chunk.shape[0] for chunk in chunks)
+    joined = torch.full((rows, *sizes), PAD_VALUE, dtype=chunks[0].dtype)
+    start = 0
+    for chunk in chunks:
+        where = (slice(start, start + chunk.shape[0]), *(slice(0, n) for n in chunk.shape[1:]))
+        joined[where] = chunk
+        start += chunk.shape[0]
+    return joined
 
 
 def _host_rows(first: torch.Tensor, rows: int) -> torch.Tensor:

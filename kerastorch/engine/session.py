@@ -17,6 +17,7 @@ import torch
 from ..callbacks.base import CallbackList
 from .epochs import TrainingControls
 from .logs import LogAccumulator, running_logs
+from .window import AccumulationWindow
 
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
@@ -51,31 +52,28 @@ class FitRecord:
 class Session:
     """State of one running call, passed to the loops, the optimizer step and the callbacks.
 
+    Made by ``fit`` / ``evaluate`` / ``predict``; each field has one writer, named here.
+
     Attributes:
         config: the compiled configuration (None for ``predict`` before ``compile``).
         record: the model's :class:`FitRecord`.
         callbacks: this call's :class:`~kerastorch.callbacks.base.CallbackList` (empty when None is given).
         epochs: the ``epochs`` argument of ``fit`` (0 outside fit).
-        batch: index of the batch being run within the epoch.
-        logs: the last finished epoch's logs (floats).
-        accumulator: the running epoch's step logs (device buffers).
-        accum_divisor: the loss divisor of this batch's accumulation window.
-        update_now: True when this batch ends an accumulation window (the optimizer steps).
-        pending_signal: "SIGINT" / "SIGTERM" received during the epoch, else None.
-        resume_path: ``(path, trust_checkpoint)`` to resume from once ``on_train_begin`` has run.
-        resume_loaded: ``(path, checkpoint)`` chosen, loaded and checked before ``on_train_begin``.
-        train_sizes: ``(batch_size, samples)`` of fit's training data (saved in mid-epoch checkpoints).
-        replay: what a mid-epoch resume replays at the next epoch start, else None.
-        epoch_start_rng, epoch_start_generator: RNG states at the running epoch's start
-            (saved in mid-epoch checkpoints so the same batch order is redrawn).
-        nonfinite: the loss went non-finite and training stopped.
-        epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
-            epochs earlier fits ran, so ``model.history`` numbers epochs continuously.
-        steps_capped: ``steps_per_epoch`` ends each epoch before its data does (fit).
-        validation_source: fit's validation batch source (for step-level validation), else None.
+        batches: fit's :class:`~kerastorch.engine.epoch_iterator.EpochIterator` (the training batches and the
+            position in them), else None.
+        window: the accumulation window the optimizer step reads (the epoch iterator's in fit).
         controls: fit's validation cadence, limits and debug runs (:class:`~kerastorch.engine.epochs.TrainingControls`).
+        validation_source: fit's validation batch source (for step-level validation), else None.
+        logs: the last finished epoch's logs (floats; the epoch loop).
+        accumulator: the running epoch's step logs (device buffers; the batch loop).
+        pending_signal: "SIGINT" / "SIGTERM" received during the epoch, else None (the signal guard).
+        resume_path: ``(path, trust_checkpoint)`` to resume from once ``on_train_begin`` has run (a callback).
+        resume_loaded: ``(path, checkpoint)`` chosen, loaded and checked before ``on_train_begin`` (resume).
+        nonfinite: the loss went non-finite and training stopped (fit).
+        epoch_base: added to this fit's epoch index + 1 to number epochs in the history: the
+            epochs earlier fits ran, so ``model.history`` numbers epochs continuously (fit).
         data_findings: non-finite values found in fit's in-memory training data before the first step
-            (:func:`kerastorch.data.scan.scan`), named by the non-finite-loss warning.
+            (:func:`kerastorch.data.scan.scan`), named by the non-finite-loss warning (fit).
         step_autocast: the train step is user code run whole under autocast, so the optimizer step
             leaves autocast for the backward (written by :func:`~kerastorch.engine.execution.step_runner`).
 
@@ -86,35 +84,45 @@ class Session:
     """
 
     def __init__(self, config: CompileConfig | None, record: FitRecord, callbacks: CallbackList | None,
-                 epochs: int = 0) -> None:
+                 epochs: int = 0, *, batches: Any = None, controls: TrainingControls | None = None,
+                 validation_source: Any = None, window: AccumulationWindow | None = None) -> None:
         self.config = config
         self.record = record
         self.callbacks = CallbackList() if callbacks is None else callbacks  # no callbacks: empty tables
         self.epochs = epochs
-        self.batch = 0
+        self.batches = batches
+        self.window = batches.window if batches is not None else window or AccumulationWindow()
+        self.controls = TrainingControls() if controls is None else controls
+        self.validation_source = validation_source
         self.logs: dict[str, float] = {}
         self.accumulator: LogAccumulator | None = None
-        self.accum_divisor = 1
-        self.update_now = True
         self.pending_signal: str | None = None
         self.resume_path: tuple[str, bool] | None = None
         self.resume_loaded: tuple[str, dict[str, Any]] | None = None
-        self.train_sizes: tuple[int | None, int | None] | None = None
-        self.replay: dict[str, Any] | None = None
-        self.epoch_start_rng: dict[str, Any] | None = None
-        self.epoch_start_generator: torch.Tensor | None = None
         self.nonfinite = False
         self.epoch_base = 0
-        self.steps_capped = False
         self.step_autocast = False
         self.data_findings: list[Any] = []
-        self.controls = TrainingControls()
-        self.validation_source: Any = None
 
     @property
     def epoch(self) -> int:
         """0-based index of the epoch being run (the record's)."""
         return self.record.epoch
+
+    @property
+    def batch(self) -> int:
+        """Index, in the epoch, of the training batch being run (0 outside fit)."""
+        return max(self.batches.batch, 0) if self.batches is not None else 0
+
+    @property
+    def update_now(self) -> bool:
+        """True when the batch being run ends an accumulation window: the optimizer steps (callbacks read this)."""
+        return self.window.update_now
+
+    @property
+    def train_source(self) -> Any:
+        """fit's training batch source (batches as the loop gets them, before device placement), else None."""
+        return self.batches.source if self.batches is not None else None
 
     def epoch_number(self, epoch: int) -> int:
         """The history's number (from 1, continuing across fits) of this fit's 0-based ``epoch``.

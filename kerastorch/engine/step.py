@@ -10,32 +10,43 @@ on the device).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from ..fsdp import no_gradient_sync
+
 if TYPE_CHECKING:
     from ..compiling import CompileConfig
     from .session import Session
+    from .window import AccumulationWindow
 
 
-def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session | None) -> None:
-    """Backward ``loss``; step the optimizer when ``session.update_now`` (always outside fit).
+def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session | None,
+                   num_items: Any = None) -> None:
+    """Backward ``loss``; step the optimizer when ``session.window.update_now`` (always outside fit).
 
-    ``on_backward_end`` hooks run after every backward, before clipping and the
-    step. The penalty gradient is added unscaled, once per window, before clipping.
+    With gradient accumulation the loss (a mean over ``num_items``, default the batch's samples)
+    is weighted by that count and the window's gradients divided by its total before the step:
+    :mod:`~kerastorch.engine.window`. ``on_backward_end`` hooks run after every backward, before
+    clipping and the step. The penalty gradient is added unscaled, once per window, before clipping.
     """
     if not config.trainable:  # a frozen model: nothing to differentiate or step (fit warned)
         return
-    scaler = config.precision.scaler
-    divisor = 1 if session is None else session.accum_divisor
+    scaler, scales = config.precision.scaler, config.precision.scales
+    window = None if session is None else session.window
+    accumulating = window is not None and window.size > 1
+    if accumulating:
+        loss = window.weigh(loss, num_items)  # type: ignore[union-attr]  # accumulating: a window
     if session is not None and session.step_autocast:  # a user's step runs whole under autocast: not backward
         with torch.autocast(config.device.type, enabled=False):
-            scaler.scale(loss if divisor == 1 else loss / divisor).backward()
+            (scaler.scale(loss) if scales else loss).backward()
     else:
-        scaler.scale(loss if divisor == 1 else loss / divisor).backward()
-    update = session is None or session.update_now
+        (scaler.scale(loss) if scales else loss).backward()
+    update = window is None or window.update_now
+    if update and accumulating:
+        window.unweigh([p.grad for p in config.trainable if p.grad is not None])  # type: ignore[union-attr]
     if update and config.penalty is not None:
         scaler.unscale_(config.optimizer)
         config.penalty.add_gradients()
@@ -51,32 +62,23 @@ def optimizer_step(loss: torch.Tensor, config: CompileConfig, session: Session |
             nn.utils.clip_grad_value_(config.trainable, config.grad_clip_value, foreach=True)
         if config.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(config.trainable, config.grad_clip_norm, foreach=True)
-    scaler.step(config.optimizer)
-    scaler.update()
+    if scales:
+        scaler.step(config.optimizer)
+        scaler.update()
+    else:
+        config.optimizer.step()
     config.optimizer.zero_grad(set_to_none=True)
-    if config.lr_scheduler is not None and config.scheduler_interval == "step":
-        config.lr_scheduler.step()
+    if config.lr_scheduler is not None and config.scheduler_interval == "step" and \
+            not (scales and scaler.skipped_last_step()):
+        config.lr_scheduler.step()  # an update fp16's scaler skipped does not advance the schedule
 
 
-def plan_window(session: Session, index: int, steps: int, window: int) -> None:
-    """Set the loss divisor and whether batch ``index`` closes its accumulation window.
-
-    The divisor is the real size of the window, so a short last window (steps
-    not divisible by ``window``) is averaged over its own batches.
-
-    Example:
-        >>> from kerastorch.engine.session import FitRecord, Session
-        >>> s = Session(None, FitRecord(), None)
-        >>> plan_window(s, 4, steps=5, window=2); s.accum_divisor, s.update_now
-        (1, True)
-    """
-    window_start = (index // window) * window
-    session.accum_divisor = min(window, steps - window_start)
-    session.update_now = (index + 1) % window == 0 or index + 1 >= steps
-
-
-def sync_context(config: CompileConfig, session: Session) -> contextlib.AbstractContextManager:
-    """DDP's ``no_sync`` on accumulation batches that do not step, else nothing."""
-    if config.ddp is not None and not session.update_now:
+def sync_context(config: CompileConfig, window: AccumulationWindow) -> contextlib.AbstractContextManager:
+    """DDP's ``no_sync`` (FSDP's: no reduce-scatter) on accumulation batches that do not step, else nothing."""
+    if window.update_now:
+        return contextlib.nullcontext()
+    if config.ddp is not None:
         return config.ddp.no_sync()
+    if config.fsdp is not None:
+        return no_gradient_sync(config.fsdp)
     return contextlib.nullcontext()

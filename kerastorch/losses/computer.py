@@ -35,6 +35,32 @@ def _resolve_one(spec: Any) -> Callable:
                     f"Received: loss={describe(spec)}")
 
 
+# The functions the built-in loss modules call with their default settings.
+_FUNCTIONAL: dict[type, Callable[..., torch.Tensor]] = {
+    nn.MSELoss: nn.functional.mse_loss, nn.L1Loss: nn.functional.l1_loss,
+    nn.BCELoss: nn.functional.binary_cross_entropy,
+    nn.BCEWithLogitsLoss: nn.functional.binary_cross_entropy_with_logits,
+    nn.CrossEntropyLoss: nn.functional.cross_entropy, nn.NLLLoss: nn.functional.nll_loss,
+}
+
+
+def _direct(loss: Callable) -> Callable:
+    """What a loss built from its name computes, called without the module machinery (no hooks can be on it):
+    torch's function for a default-configured built-in loss, else the module's forward. Three frames less a step.
+
+    Example:
+        >>> _direct(nn.MSELoss()) is nn.functional.mse_loss
+        True
+    """
+    if not isinstance(loss, nn.Module):
+        return loss
+    function = _FUNCTIONAL.get(type(loss))
+    defaults = getattr(loss, "reduction", None) == "mean" and getattr(loss, "weight", None) is None and \
+        getattr(loss, "pos_weight", None) is None and getattr(loss, "ignore_index", -100) == -100 and \
+        getattr(loss, "label_smoothing", 0.0) == 0.0
+    return function if function is not None and defaults else loss.forward
+
+
 def normalize_class_weight(class_weight: Any) -> dict[int, float] | None:
     """``{class_index: weight}`` with int keys and float values; Keras's "0" and 0.0 keys too.
 
@@ -73,11 +99,14 @@ class _SingleLoss:
     def __init__(self, spec: Any, class_weight: dict | None) -> None:
         self.fn = _resolve_one(spec)
         self.name = spec if isinstance(spec, str) else type(self.fn).__name__
+        self._compute = _direct(self.fn) if isinstance(spec, str) else self.fn
         self.class_weight = class_weight
         self.unreduced = self._unreduced_twin(self.fn)
         self.checked = False
         self.align = False
         self.one_hot = False
+        self.index_column = False  # (N, 1, ...) integer class indices, read as (N, ...) (Keras's sparse losses)
+        self.widen_indices = False  # int32 (etc.) class indices, which torch's class-index losses need as int64
         self._class_weight_table: torch.Tensor | None = None
         self._classes = 0  # classes of the output, known from the first batch
 
@@ -96,12 +125,19 @@ class _SingleLoss:
 
     def check(self, y_pred: Any, y_true: Any) -> None:
         """Validate shapes, dtypes and (once) values on the first batch of a call, before any optimizer step."""
-        self.align = self.one_hot = False
+        self.align = self.one_hot = self.index_column = self.widen_indices = False
         first_batch.check_output(self.fn, self.name, y_pred, y_true)
         if not isinstance(y_pred, torch.Tensor) or not isinstance(y_true, torch.Tensor):
             self.checked = True
             return  # custom structured losses validate themselves
+        self.index_column = (isinstance(self.fn, _CLASS_INDEX_LOSSES) or type(self.fn).__name__ == "FocalLoss") \
+            and first_batch.is_index_column(y_pred, y_true)
+        if self.index_column:
+            y_true = y_true.squeeze(1)
         if isinstance(self.fn, _CLASS_INDEX_LOSSES) or _is_multiclass_focal(self.fn, y_pred, y_true):
+            # The data keeps its integer dtype (Keras's rule); torch's cross_entropy / nll need int64 indices.
+            self.widen_indices = isinstance(self.fn, _CLASS_INDEX_LOSSES) \
+                and first_batch.is_integer(y_true) and y_true.dtype != torch.long
             check_class_targets(y_pred, y_true, f"loss {self.name!r}")
             first_batch.check_class_indices(self.fn, self.name, y_pred, y_true)
             if isinstance(self.fn, nn.CrossEntropyLoss):
@@ -112,9 +148,8 @@ class _SingleLoss:
                 first_batch.check_binary(self.fn, self.name, y_pred, y_true)
         if self.class_weight is not None:
             self._classes = first_batch.check_class_weight(self.class_weight, y_pred)
-            # one-hot (or soft) targets: the class of a sample is its target's argmax
-            self.one_hot = y_true.is_floating_point() and y_true.shape == y_pred.shape and y_pred.dim() >= 2 \
-                and y_pred.shape[1] > 1
+            # one-hot (or soft) targets, float or integer: the class of a sample is its target's argmax (Keras)
+            self.one_hot = y_true.shape == y_pred.shape and y_pred.dim() >= 2 and y_pred.shape[1] > 1
         self.checked = True
 
     def __call__(self, y_pred: Any, y_true: Any, sample_weight: torch.Tensor | None) -> Any:
@@ -122,9 +157,24 @@ class _SingleLoss:
             self.check(y_pred, y_true)
         if self.align:
             y_true = y_true.view_as(y_pred)
+        elif self.index_column or self.widen_indices:
+            y_true = self._class_indices(y_true)
         if sample_weight is None and self.class_weight is None:
-            return self.fn(y_pred, y_true)
+            return self._compute(y_pred, y_true)
         return self._weighted(y_pred, y_true, sample_weight)
+
+    def _class_indices(self, y_true: torch.Tensor) -> torch.Tensor:
+        """Integer class indices as torch's class-index losses take them: (N, ...) int64."""
+        if self.index_column:
+            y_true = y_true.squeeze(1)
+        return y_true.long() if self.widen_indices else y_true
+
+    def state(self) -> tuple[bool, ...]:
+        """What the first-batch check decided (an evaluation inside fit restores training's with set_state)."""
+        return self.checked, self.align, self.one_hot, self.index_column, self.widen_indices
+
+    def set_state(self, state: tuple[bool, ...]) -> None:
+        self.checked, self.align, self.one_hot, self.index_column, self.widen_indices = state
 
     def _weighted(self, y_pred: torch.Tensor, y_true: torch.Tensor, sample_weight: torch.Tensor | None) -> torch.Tensor:
         if self.unreduced is None:
@@ -142,7 +192,7 @@ class _SingleLoss:
     def _class_weights(self, y_true: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         if self._class_weight_table is None or self._class_weight_table.device != like.device:
             class_weight = cast(dict, self.class_weight)  # only called with class weights
-            size = max(max(class_weight) + 1, self._classes)  # a class left out weighs 1, as in Keras
+            size = max(max(class_weight, default=-1) + 1, self._classes)  # a class left out weighs 1, as in Keras
             table = torch.ones(size, dtype=like.dtype, device=like.device)
             for cls, weight in class_weight.items():
                 table[cls] = weight
@@ -221,7 +271,7 @@ class LossComputer:
 
         return undo
 
-    def recheck(self) -> list[tuple[bool, bool, bool]]:
+    def recheck(self) -> list[tuple[bool, ...]]:
         """Check the next batch again (a new call brings new data); returns the state for :meth:`restore_checks`.
 
         Example:
@@ -231,17 +281,17 @@ class LossComputer:
             ...
             ValueError: The model output and the target must have the same shape for loss 'mse'. Received: output shape (2, 1), target shape (2, 3). Reshape the target or change the model's last layer.
         """  # noqa: E501 (a doctest's expected message is one line)
-        state = [(single.checked, single.align, single.one_hot) for single in self.losses.values()]
-        state.append((self.checked, False, False))
+        state = [single.state() for single in self.losses.values()]
+        state.append((self.checked,))
         for single in self.losses.values():
             single.checked = False
         self.checked = False
         return state
 
-    def restore_checks(self, state: list[tuple[bool, bool, bool]]) -> None:
+    def restore_checks(self, state: list[tuple[bool, ...]]) -> None:
         """Back to the check state :meth:`recheck` returned (an evaluation inside fit leaves training's as it was)."""
-        for single, (checked, align, one_hot) in zip(self.losses.values(), state, strict=False):
-            single.checked, single.align, single.one_hot = checked, align, one_hot
+        for single, saved in zip(self.losses.values(), state, strict=False):
+            single.set_state(saved)
         self.checked = state[-1][0]
 
     def _check_first_batch(self, y_pred: Any, y_true: Any) -> None:
@@ -276,7 +326,10 @@ class LossComputer:
                  sample_weight: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.structure is None:
             if self.checked and self.unweighted:
-                return _split(self.losses[None](y_pred, y_true, sample_weight))
+                value = self.losses[None](y_pred, y_true, sample_weight)
+                if type(value) is torch.Tensor and value.dim() == 0:  # the common case, without a call to _split
+                    return value, _NO_COMPONENTS
+                return _split(value)
             loss, parts = _split(self.losses[None](y_pred, y_true, sample_weight))  # checks the loss's inputs first
             if not self.checked:
                 self._check_first_batch(y_pred, y_true)

@@ -83,6 +83,23 @@ def check_binary(fn: Any, name: str, y_pred: torch.Tensor, y_true: torch.Tensor)
                          "loss='cross_entropy'; map -1/+1 labels to 0/1 with (y + 1) / 2.")
 
 
+def is_integer(tensor: torch.Tensor) -> bool:
+    """Integer dtype (not float, complex or bool): class indices, if a class-index loss receives them."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
+
+
+def is_index_column(y_pred: torch.Tensor, y_true: torch.Tensor) -> bool:
+    """Integer targets (N, 1, ...) against outputs (N, C, ...) with C > 1: a column of class indices, as a
+    pandas Series or a Keras (N, 1) label array gives them (Keras's sparse losses read them as (N, ...)).
+
+    Example:
+        >>> is_index_column(torch.zeros(4, 3), torch.zeros(4, 1, dtype=torch.int32))
+        True
+    """
+    return (is_integer(y_true) and y_true.dim() == y_pred.dim() >= 2 and y_true.shape[1] == 1
+            and y_pred.shape[1] > 1 and y_true.shape[0] == y_pred.shape[0] and y_true.shape[2:] == y_pred.shape[2:])
+
+
 def check_class_indices(fn: Any, name: str, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
     """cross_entropy / nll with integer targets: every index within the output's classes."""
     if y_true.is_floating_point() or y_true.numel() == 0 or y_pred.dim() < 2:

@@ -200,3 +200,31 @@ def _warn_compiled_wins(compiled: Any, output: Any) -> None:
                   "'loss' logs; the model's loss is ignored. To train on the model's loss, compile without "
                   "`loss`; to compute only the compiled one, give the targets as 'y' instead of 'labels'.",
                   UserWarning, stacklevel=4)
+
+
+def item_counter(model: nn.Module, compiled_loss: Any) -> Any:
+    """What a training batch counts for gradient accumulation (``kerastorch.engine.window``): a function of a batch.
+
+    A model computing its own token-level loss from a dict batch's integer ``labels`` (a Hugging Face model)
+    averages over the labels that are not ``-100``; a causal language model (``loss_type`` "ForCausalLM", or
+    none) over those of ``labels[..., 1:]`` (it predicts each next token). Anything else counts samples.
+
+    Example:
+        >>> from kerastorch.data import batch_size_of
+        >>> item_counter(nn.Linear(2, 1), compiled_loss=None) is batch_size_of
+        True
+    """
+    from ..data import batch_size_of
+
+    if compiled_loss is not None or not hasattr(model, "loss_type"):
+        return batch_size_of
+    causal = getattr(model, "loss_type", None) in (None, "ForCausalLM")
+
+    def tokens(batch: Any) -> Any:
+        labels = batch.get("labels") if isinstance(batch, Mapping) else None
+        if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+            return batch_size_of(batch)
+        counted = labels[..., 1:] if causal and labels.dim() > 1 else labels
+        return (counted != -100).sum()
+
+    return tokens

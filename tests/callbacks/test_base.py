@@ -77,7 +77,8 @@ def test_callbacks_see_the_unwrapped_model_and_params():
     model.fit(torch.zeros(6, 2), torch.zeros(6, 1), batch_size=4, epochs=3, callbacks=[Look()], verbose=0)
     assert seen["model"] is model
     assert seen["params"] == {"epochs": 3, "steps": 2, "verbose": 0, "has_validation": False,
-                              "log_keys": ["loss", "lr"], "custom_logs": False, "validation_freq": 1}
+                              "log_keys": ["loss", "lr"], "custom_logs": False, "validation_freq": 1,
+                              "grad_accum_steps": 1, "validation_every_n_steps": 0}
 
 
 def test_batch_logs_are_device_tensors():

@@ -31,17 +31,19 @@ def test_batcher_shuffles_with_one_permutation_per_epoch():
 
 def test_conversions():
     assert D.to_tensor(np.zeros((2, 2)), "x").dtype == torch.float32
-    assert D.to_tensor(np.zeros(3, dtype=np.int32), "y").dtype == torch.int64
+    assert D.to_tensor(np.zeros(3, dtype=np.int32), "y").dtype == torch.int32  # int32 stays int32 (Keras)
+    assert D.to_tensor(np.zeros(3, dtype=np.uint8), "x").dtype == torch.int64  # what nn.Embedding takes
+    assert D.to_tensor(torch.zeros(3, dtype=torch.int16), "x").dtype == torch.int64
     assert D.to_tensor(np.array([True, False]), "y").dtype == torch.float32
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
     assert D.to_tensor(frame, "x").tolist() == [[1.0, 3.0], [2.0, 4.0]]
-    assert D.to_tensor(pd.Series([1, 2]), "y").tolist() == [1, 2]
+    assert D.to_tensor(pd.Series([1, 2]), "y").tolist() == [[1], [2]]  # a Series is one column, as in Keras
     kept = torch.zeros(2)  # already the model's dtype: the same tensor, no copy
     assert D.to_tensor(kept, "x") is kept
-    # torch tensors are cast as arrays are (issue 10): float64 -> the model's float dtype, int32 -> int64
+    # torch tensors are cast as arrays are (issue 10): float64 -> the model's float dtype; int32 stays (issue 21)
     assert D.to_tensor(torch.zeros(2, dtype=torch.float64), "x").dtype == torch.float32
     assert D.to_tensor(torch.zeros(2, dtype=torch.float64), "x", torch.float64).dtype == torch.float64
-    assert D.to_tensor(torch.zeros(2, dtype=torch.int32), "y").dtype == torch.int64
+    assert D.to_tensor(torch.zeros(2, dtype=torch.int32), "y").dtype == torch.int32
 
 
 def test_tensor_dataset_and_subset_take_the_fast_path():

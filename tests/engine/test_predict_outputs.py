@@ -203,9 +203,15 @@ def test_outputs_that_do_not_fit_the_buffer_fall_back_to_concatenation(allocatio
     assert result.untyped_storage().nbytes() == result.numel() * result.element_size()  # no oversized buffer
 
 
-def test_a_trailing_shape_that_changes_fails_as_concatenation_does():
-    with pytest.raises(RuntimeError, match="Sizes of tensors must match except in dimension 0"):
-        kt.Model.wrap(Odd("trailing")).predict(X, batch_size=4)
+def test_a_trailing_shape_that_changes_is_padded_with_minus_100_as_hugging_face_does():
+    """Batches whose shapes differ past dim 0 (a language model's logits over batches padded to their own
+    lengths) are padded at the end with -100, Hugging Face Trainer's padding index, then joined."""
+    result = kt.Model.wrap(Odd("trailing")).predict(X, batch_size=4)
+    width = X.shape[1]
+    assert tuple(result.shape) == (len(X), 2 * width)
+    torch.testing.assert_close(result[:4, :width], X[:4] * 2)
+    assert bool((result[:4, width:] == -100).all())
+    torch.testing.assert_close(result[4:], torch.cat([X[4:], X[4:]], dim=1))
 
 
 def test_outputs_whose_rows_are_not_the_samples_are_concatenated(allocations):

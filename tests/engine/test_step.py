@@ -175,7 +175,7 @@ def test_data_parallel_with_two_gpus_trains_through_the_wrapper_and_shows_the_ba
     monkeypatch.setattr(kt.distributed.nn, "DataParallel", RecordingDataParallel)
     RecordingDataParallel.calls = 0
     model = mlp()
-    model.compile("sgd", "mse", data_parallel=True, device="cpu")
+    model.compile("sgd", "mse", strategy="dp", device="cpu")
     monkeypatch.undo()  # only compile needed the two "GPUs"
     wrapper = model._config.forward_fn
     assert isinstance(wrapper, RecordingDataParallel) and wrapper.device_ids == [0, 1]
