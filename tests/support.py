@@ -1,10 +1,13 @@
 """Small models and helpers shared by the tests (importable: tests/ is on pythonpath)."""
+import os
+import signal
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import kerastorch as kt
+from kerastorch.callbacks import Callback
 
 
 class TinyNet(kt.Model):
@@ -63,3 +66,16 @@ def exploding_model():
     model.compile("sgd", "mse", device="cpu")
     x, y = torch.rand(10, 3), torch.nn.functional.one_hot(torch.randint(0, 2, (10,)), 2).float()
     return model, (x, y)
+
+
+class InterruptAt(Callback):
+    """Sends this process SIGINT at the end of training batch ``batch`` of 0-based ``epoch`` (fit then stops at the
+    end of the accumulation window and writes its interrupt checkpoints)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.session.epoch, batch) == self.at:
+            os.kill(os.getpid(), signal.SIGINT)

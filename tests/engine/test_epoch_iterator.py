@@ -1,6 +1,4 @@
 """The epoch iterator: which batches each epoch runs, data passes across epochs, and exact resume inside a pass."""
-import os
-import signal
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from kerastorch.data import BatchSource, IndexedLoader, LoaderSource, TensorBatc
 from kerastorch.engine.epoch_iterator import EpochIterator
 from kerastorch.engine.epochs import TrainingControls
 from kerastorch.engine.session import FitRecord
+from support import InterruptAt
 
 
 class SeenSamples(Callback):
@@ -103,16 +102,6 @@ def net_and_data():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(40, 3, generator=g)
     return model, x, x.sum(1, keepdim=True)
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at = (epoch, batch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.session.epoch, batch) == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("stop", [(1, 0), (2, 3)], ids=["after-epoch-1-end-inside-the-pass", "mid-epoch-3"])

@@ -1,7 +1,5 @@
 """Schedule presets in fit: the total counted from the data, one step per optimizer update, the closed form."""
 import math
-import os
-import signal
 
 import pytest
 import torch
@@ -9,8 +7,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import kerastorch as kt
-from kerastorch.callbacks import Callback
 from kerastorch.checkpointing.compatibility import CheckpointMismatchError
+from support import InterruptAt
 
 BASE, MIN_LR, WARMUP = 0.1, 0.01, 2
 
@@ -59,16 +57,6 @@ def test_a_name_is_the_preset_with_its_defaults():
     model, lrs = model_recording_updates("warmup_linear")
     model.fit(x, y, batch_size=4, epochs=2, verbose=0)
     assert len(lrs) == 6 and lrs[0] == pytest.approx(BASE * 1 / 1) and lrs[-1] == 0.0
-
-
-class InterruptAt(Callback):
-    def __init__(self, epoch, batch):
-        super().__init__()
-        self.at = (epoch, batch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if (self.session.epoch, batch) == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_a_mid_epoch_resume_continues_the_schedule_at_the_same_update(tmp_path):
