@@ -58,6 +58,8 @@ class MixedPrecision:
         self.device = device
         self.dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[mode]
         self.scales = mode == "16-mixed"  # fp16: the loss is scaled and the scaler steps (else the optimizer does)
+        # fp32's context, shared (a null context nests); mixed modes need a fresh autocast per use: autocast()
+        self.context: contextlib.AbstractContextManager | None = _NULL_CONTEXT if self.dtype is None else None
         self.scaler = SkipCountingGradScaler(device.type) if self.scales else _NoScaler()
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -275,8 +275,9 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             ['epoch', 'loss', 'l1', 'lr']
         """
         x, y, sample_weight = unpack_batch(batch)
-        with self._config.precision.autocast():  # type: ignore[union-attr]  # fit requires compile()
-            y_pred = self.forward_batch(x)
+        precision = self._config.precision  # type: ignore[union-attr]  # fit requires compile()
+        with precision.context or precision.autocast():  # fp32: one shared null context, no call
+            y_pred = self(x) if type(x) is torch.Tensor else self.forward_batch(x)
             loss, logs = self.compute_loss(y_pred, y, sample_weight)
         self.backward_and_step(loss)
         self.update_metrics(y_pred if type(y_pred) is torch.Tensor else model_predictions(y_pred, y), y, sample_weight)

@@ -219,6 +219,7 @@ def train_epoch(model: Any, session: Session, epoch: int, train_step: Callable[[
     accumulator = _begin_epoch(config, session)
     device, channels_last, window = config.device, config.channels_last, batches.window
     accumulating = window.size > 1
+    moving = device.type != "cpu" or channels_last
     items_of = item_counter(unwrap(model), config.loss)  # samples, or a token-level loss's tokens
     batch_begin, batch_end, writers = callbacks.on_train_batch_begin, callbacks.on_train_batch_end, \
         callbacks.batch_writers
@@ -230,7 +231,9 @@ def train_epoch(model: Any, session: Session, epoch: int, train_step: Callable[[
         batches.batch = index
         for hook in batch_begin:
             hook(index, {})
-        batch = move_to_device(batch, device, channels_last=channels_last)
+        if moving or not (type(batch) is tuple and len(batch) == 2 and type(batch[0]) is torch.Tensor
+                          and type(batch[1]) is torch.Tensor):  # a CPU (x, y) for a CPU model stays as it is
+            batch = move_to_device(batch, device, channels_last=channels_last)
         try:  # free until something raises (Python 3.11): then the error names the batch
             if accumulating:
                 window.plan(index)

@@ -38,7 +38,9 @@ class Metric:
 
     def _add_mean(self, values: torch.Tensor, sample_weight: torch.Tensor | None) -> None:
         """Add per-element values (weighted by per-sample weights when given) to the running mean."""
-        total = self._state("total", values)
+        total = self._states.get("total")
+        if total is None:  # the first batch since reset (a call a step less once made)
+            total = self._state("total", values)
         if sample_weight is None:
             total.add_(values.sum())
             self._host_count += values.numel()
