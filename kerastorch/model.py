@@ -275,11 +275,12 @@ class Model(torchkeras.TorchkerasSurface, ExploringSurface, OnBatchSurface, Pers
             ['epoch', 'loss', 'l1', 'lr']
         """
         x, y, sample_weight = unpack_batch(batch)
-        precision = self._config.precision  # type: ignore[union-attr]  # fit requires compile()
+        config: compiling.CompileConfig = self._config  # type: ignore[assignment]  # fit requires compile()
+        precision = config.precision
         with precision.context or precision.autocast():  # fp32: one shared null context, no call
             y_pred = self(x) if type(x) is torch.Tensor else self.forward_batch(x)
             loss, logs = self.compute_loss(y_pred, y, sample_weight)
-        self.backward_and_step(loss)
+        optimizer_step(loss, config, self._session)  # what backward_and_step does, a frame less
         self.update_metrics(y_pred if type(y_pred) is torch.Tensor else model_predictions(y_pred, y), y, sample_weight)
         return logs
 

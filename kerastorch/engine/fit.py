@@ -231,8 +231,9 @@ def train_epoch(model: Any, session: Session, epoch: int, train_step: Callable[[
         batches.batch = index
         for hook in batch_begin:
             hook(index, {})
-        if moving or not (type(batch) is tuple and len(batch) == 2 and type(batch[0]) is torch.Tensor
-                          and type(batch[1]) is torch.Tensor):  # a CPU (x, y) for a CPU model stays as it is
+        pair = type(batch) is tuple and len(batch) == 2 and type(batch[0]) is torch.Tensor \
+            and type(batch[1]) is torch.Tensor and batch[0].dim() > 0  # the common (x, y): no walk needed
+        if moving or not pair:  # a CPU (x, y) for a CPU model stays as it is
             batch = move_to_device(batch, device, channels_last=channels_last)
         try:  # free until something raises (Python 3.11): then the error names the batch
             if accumulating:
@@ -244,7 +245,7 @@ def train_epoch(model: Any, session: Session, epoch: int, train_step: Callable[[
                 logs = train_step(batch)
         except Exception as err:
             raise_batch_error(err, batch, model, "training", index, session.epoch_base + record.epoch)
-        accumulator.add(index, logs, batch_size_of(batch))
+        accumulator.add(index, logs, batch[0].shape[0] if pair else batch_size_of(batch))
         record.global_step += 1
         for hook in batch_end:
             hook(index, logs)
