@@ -118,10 +118,6 @@ class EpochIterator:
             batches = itertools.islice(batches, count - first)
         return enumerate(batches, start=first)
 
-    def batches_this_epoch(self) -> int | None:
-        """Batches the running epoch has in all (None: until the data ends)."""
-        return self.window.steps if self.window.steps >= 0 else None
-
     def planned_updates(self, epochs: int) -> int | None:
         """Optimizer updates the next ``epochs`` epochs will make (a short last window counts); None: unknown.
 
