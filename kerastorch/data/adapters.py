@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
+from ..checkpointing.rng import ALL_RNGS
 from ..checks import describe, plain_int, require_positive_int
 from ..distributed import launched_distributed
 from .batcher import TensorBatcher, num_samples
@@ -155,6 +156,8 @@ class LoaderSource:
     """
 
     exhausted = False
+    #: A user's sampler, dataset or worker seeding may draw from any global RNG.
+    pass_rngs = ALL_RNGS
 
     def __init__(self, loader: Any, built_from: dict[str, Any] | None = None,
                  float_dtype: torch.dtype | None = None) -> None:

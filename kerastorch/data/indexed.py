@@ -65,6 +65,11 @@ class IndexedLoader(TensorBatcher):
         self.loader = loader
         self.drop_last = loader.drop_last
 
+    @property
+    def pass_rngs(self) -> tuple[str, ...]:
+        """The DataLoader's base seed and, without their own generators, the sampler's seed come from torch's RNG."""
+        return ("torch",)
+
     def __len__(self) -> int:
         if self.drop_last:
             return self.num_samples // self.batch_size
@@ -81,7 +86,7 @@ class IndexedLoader(TensorBatcher):
             if generator is self.loader.sampler.generator:  # type: ignore[attr-defined]
                 # RandomSampler draws one more permutation (for its empty tail) once exhausted.
                 torch.randperm(self.total_samples, generator=generator)
-            arrays = tuple(t[order.to(t.device)] for t in arrays)  # one gather per epoch, then slices
+            arrays = tuple(t.index_select(0, order.to(t.device)) for t in arrays)  # one gather per epoch, then slices
         start = self.skip_batches * self.batch_size
         self.skip_batches = 0
         stop = (self.num_samples // self.batch_size) * self.batch_size if self.drop_last else self.num_samples

@@ -17,6 +17,8 @@ class BatchSource(Protocol):
     Attributes:
         skip_batches: batches the next ``iter()`` skips (set by an exact resume; reset to 0 by ``iter()``).
         exhausted: a one-shot source (a generator) has no batch left.
+        pass_rngs: the global RNGs (of :data:`~kerastorch.checkpointing.rng.ALL_RNGS`) a pass draws its order
+            from; an exact resume puts them back as they were at the pass's start, to draw the same order.
 
     ``iter(source)`` starts a pass over the data (drawing its shuffling order); a source with a
     ``__len__`` says how many batches a pass holds (:func:`~kerastorch.data.source_length`).
@@ -31,5 +33,8 @@ class BatchSource(Protocol):
 
     skip_batches: int
     exhausted: bool
+
+    @property
+    def pass_rngs(self) -> tuple[str, ...]: ...
 
     def __iter__(self) -> Iterator[Any]: ...

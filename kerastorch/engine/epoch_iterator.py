@@ -182,7 +182,7 @@ class EpochIterator:
                 generator.set_state(replay["epoch_start_generator"])
             self.pass_offset = replay["pass_offset"]
             source.skip_batches = self.pass_offset + replay["batch"]
-        self._pass_rng = capture_rng_state()
+        self._pass_rng = capture_rng_state(source.pass_rngs)  # only what the pass draws from (NumPy's is dear)
         self.pass_generator = generator.get_state() if generator is not None else None
         self._pass = iter(source)
         if replay is not None:
