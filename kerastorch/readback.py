@@ -19,7 +19,13 @@ def read_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
     if not values:
         return {}
     keys = list(values)
-    stacked = torch.stack([torch.as_tensor(values[k]).detach().to("cpu" if values[k].device.type == "mps"
-                                                                  else values[k].device, torch.float64).reshape(())
-                           for k in keys])
+    stacked = torch.stack([_float64_scalar(values[k]) for k in keys])
     return dict(zip(keys, stacked.tolist(), strict=True))  # host-sync: the one read per epoch / timed progress refresh
+
+
+def _float64_scalar(value: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-dim float64 tensor on its device (on the CPU for MPS, which has no float64)."""
+    if type(value) is torch.Tensor and value.dtype is torch.float64 and value.dim() == 0 and not value.requires_grad:
+        return value  # the epoch's means already are: no op
+    value = torch.as_tensor(value)
+    return value.detach().to("cpu" if value.device.type == "mps" else value.device, torch.float64).reshape(())

@@ -11,6 +11,7 @@ read once, at its end.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -179,10 +180,10 @@ def run_epochs(model: Any, session: Session, initial_epoch: int, train_step: Cal
             break
         if batches.source.exhausted and stop_for_exhausted_data(model, session, done, steps, epoch):
             break  # a generator had no batch left for this epoch
-        if _stopped_for_nonfinite(model, session, epoch, accumulator):
+        logs = epoch_logs(config, accumulator)  # the epoch's one read
+        if _stopped_for_nonfinite(model, session, epoch, accumulator, logs):
             break
         batches.end_epoch()  # before on_epoch_end: its checkpoints hold where the next epoch starts
-        logs = epoch_logs(config, accumulator)
         if val_source is not None and controls.validates_after(epoch):  # else no val_* keys: NaN in the history
             logs.update(run_test(model, session, val_source, prefix="val_",
                                  steps=controls.validation_steps or controls.fast_dev_run or None))
@@ -351,23 +352,30 @@ def _data_culprit(session: Session, bad_step: int) -> str:
     return ""
 
 
-def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator) -> bool:
-    """Stop after this epoch; its logs (NaN) still reach on_epoch_end as in Keras (the history row, CSVLogger's
-    row, TerminateOnNaN), while checkpoint callbacks never write non-finite weights (``session.nonfinite``)."""
-    config = cast("CompileConfig", session.config)
-    bad_step = accumulator.first_nonfinite()
-    if launched_distributed() and any_rank(bad_step is not None, config.device):
-        bad_step = -1 if bad_step is None else bad_step  # another rank went non-finite: stop together
-    if bad_step is None:
+def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator: LogAccumulator,
+                           logs: dict[str, float]) -> bool:
+    """Stop after this epoch if a step's loss was NaN or inf; its logs (NaN) still reach on_epoch_end as in Keras
+    (the history row, CSVLogger's row, TerminateOnNaN), while checkpoint callbacks never write non-finite weights
+    (``session.nonfinite``).
+
+    The epoch's mean loss (a float64 sum of the steps' losses, over all ranks) is finite exactly when every step's
+    was, so a finite epoch costs no read beyond its logs', and the ranks agree without a collective.
+    """
+    loss = logs.get("loss")
+    if loss is None or math.isfinite(loss):
         return False
+    config = cast("CompileConfig", session.config)
+    bad_step = accumulator.first_nonfinite()  # host-sync: once, on a non-finite epoch
     session.nonfinite = True
     number = session.epoch_base + epoch + 1
     model.stop_training = True
-    warnings.warn(f"Non-finite training loss at epoch {number}, batch {bad_step} (epochs count "
+    where = f"batch {bad_step}" if bad_step is not None else "a batch of another process"
+    warnings.warn(f"Non-finite training loss at epoch {number}, {where} (epochs count "
                   "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
-                  "no checkpoint was written from this epoch." + _data_culprit(session, bad_step),
+                  "no checkpoint was written from this epoch." + _data_culprit(session, -1 if bad_step is None
+                                                                               else bad_step),
                   RuntimeWarning, stacklevel=2)
-    logs = epoch_logs(config, accumulator)
+    logs = dict(logs)
     logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
     session.logs = logs
     try:

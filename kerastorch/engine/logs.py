@@ -93,7 +93,7 @@ class LogAccumulator:
             where = (buffer.dtype, buffer.device)
             if where not in weights:
                 weights[where] = torch.tensor(self.sizes, dtype=buffer.dtype).to(buffer.device, non_blocking=True)
-            totals[key] = (buffer[:k] * weights[where]).sum()
+            totals[key] = buffer[:k].dot(weights[where])
         return totals
 
     def means(self) -> dict[str, torch.Tensor]:

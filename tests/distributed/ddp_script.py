@@ -5,6 +5,7 @@ Writes OUT_DIR/rank<r>.pt with the final weights, fit history and evaluate logs.
 """
 import os
 import sys
+import warnings
 
 import torch
 from torch import nn
@@ -44,8 +45,22 @@ def main(out_dir, jit_compile=False):
     logs = model.evaluate(small_x, small_y, batch_size=5)
     rank = int(os.environ.get("RANK", "0"))
     torch.save({"weights": model.state_dict(), "history": history.to_dict("list"), "evaluate": logs,
-                "validation_history": model.validation_history.to_dict("list")},
+                "validation_history": model.validation_history.to_dict("list"), "nonfinite": nonfinite_fit()},
                os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def nonfinite_fit():
+    """A NaN in the last sample: under 2 ranks only rank 1's last batch (2) sees it; both stop after epoch 1."""
+    torch.manual_seed(0)
+    model = kt.Model.wrap(nn.Linear(3, 1))
+    model.compile("sgd", "mse", device="cpu")
+    x, y = data(12)
+    x[11, 0] = float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=2, epochs=3, shuffle=False, verbose=0)
+    return {"loss": history["loss"].tolist(), "warnings": [str(w.message) for w in caught
+                                                          if "Non-finite" in str(w.message)]}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ evaluate() over all ranks equals a single-process evaluate to 1e-5, samples
 are counted once (11, not 12, for 11 samples on 2 ranks), and only rank 0
 writes the checkpoint.
 """
+import math
 import os
 import socket
 import subprocess
@@ -81,6 +82,16 @@ def test_two_processes_agree_and_match_single_process(two_process_run):
     assert all(torch.equal(saved[k], rank0["weights"][k]) for k in saved)
 
 
+def test_a_nan_loss_on_one_rank_stops_both_after_the_same_epoch(two_process_run):
+    """Rank 1's last batch of epoch 1 goes NaN: the all-reduced epoch loss is NaN on both ranks, so both stop
+    there, with one history row, and each says where: its batch, or another process's."""
+    rank0, rank1 = (load(two_process_run / f"rank{r}.pt")["nonfinite"] for r in range(2))
+    assert len(rank0["loss"]) == len(rank1["loss"]) == 1 and math.isnan(rank0["loss"][0])
+    assert [m.split(" (")[0] for m in rank0["warnings"] + rank1["warnings"]] == [
+        "Non-finite training loss at epoch 1, a batch of another process",
+        "Non-finite training loss at epoch 1, batch 2"]
+
+
 def test_two_nodes_on_loopback_give_the_same_result(two_process_run, tmp_path):
     # Static rendezvous: node 0's agent hosts the store and waits in torchrun's exit barrier until every
     # node is done. The c10d backend failed under load (RendezvousConnectionError) when the node hosting
@@ -101,6 +112,7 @@ def test_same_script_runs_as_one_process(tmp_path):
     finish(run([sys.executable, str(SCRIPT), str(tmp_path)]))
     result = load(tmp_path / "rank0.pt")
     assert result["evaluate"]["n"] == 11.0 and result["history"]["n"] == [40.0] * 3
+    assert result["nonfinite"]["warnings"][0].startswith("Non-finite training loss at epoch 1, batch 5 ")
 
 
 def test_custom_steps_all_reduce_like_the_built_in_one(tmp_path):
