@@ -150,8 +150,8 @@ def epoch_logs(config: CompileConfig, accumulator: LogAccumulator, prefix: str =
         ordered["amp_skipped_steps"] = skipped
     ordered.update(values)
     for name, metric in config.metrics.items():
-        if name in values and not metric.has_values():
-            continue  # a custom step logged this name itself and never updated the metric
+        if not metric.has_values():
+            continue  # a custom step that never calls update_metrics (it may log the name itself), as in Keras
         if launched_distributed():
             metric.sync()
         try:

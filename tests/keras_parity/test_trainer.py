@@ -170,3 +170,34 @@ def test_custom_train_step_may_log_python_floats():
     model.compile("sgd", "mse", device="cpu")
     history = model.fit(np.ones((8, 2)), np.ones((8, 1)), batch_size=4, epochs=2, verbose=0)
     assert list(history["constant"]) == [0.5, 0.5]
+
+
+def test_compiled_metrics_a_custom_train_step_never_updates_are_left_out_of_training_logs():
+    """Keras logs what a custom train_step returns: compiled metrics it never updates have no training value (NaN
+    in their history columns; evaluation's test_step still updates them), instead of an error at the epoch's end."""
+
+    class Custom(kt.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = torch.nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.dense(x)
+
+        def train_step(self, batch):
+            x, y = batch
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(self(x), y)
+            self.backward_and_step(loss)
+            return {"loss": loss.detach()}
+
+    def hits(y_pred, y_true):
+        return ((y_pred > 0) == (y_true > 0.5)).float().mean()
+
+    model = Custom()
+    nn.init.zeros_(model.dense.weight)
+    nn.init.constant_(model.dense.bias, -1.0)  # logits -1 rising by < 0.03 a step: below 0 for these 4 steps
+    model.compile("sgd", "bce_with_logits", {"acc": "accuracy", "hits": hits}, device="cpu")
+    x, y = np.ones((8, 2), dtype="float32"), np.ones((8, 1), dtype="float32")
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x, y))
+    assert history[["acc", "hits"]].isna().all().all()  # the compiled columns, with no training value
+    assert history["val_acc"].tolist() == history["val_hits"].tolist() == [0.0, 0.0]  # every logit < 0: all miss
