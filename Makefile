@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_regularizers.py
 	$(PY) benchmarks/bench_optimizer.py
 	$(PY) benchmarks/bench_peers.py
+	$(PY) benchmarks/bench_loop.py
 	$(PY) benchmarks/bench_predict_memory.py
 	$(PY) benchmarks/bench_ema.py
 

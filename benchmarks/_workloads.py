@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -161,11 +162,14 @@ class HandLoop(Contender):
         compiled: train through ``torch.compile(model)``.
         channels_last: convert model and batches to ``torch.channels_last``.
         adam_kwargs: extra ``torch.optim.Adam`` arguments (e.g. ``fused=True``).
+        metric_fn: a plain metric function ``fn(output, target) -> batch mean`` instead of the task's
+            hit count, summed weighted by batch size (as kerastorch does with a function metric).
     """
 
     def __init__(self, name: str, workload: Workload, batches: Callable[[], Iterable], device: torch.device,
                  precision: torch.dtype | None = None, compiled: bool = False,
-                 channels_last: bool = False, adam_kwargs: dict[str, Any] | None = None) -> None:
+                 channels_last: bool = False, adam_kwargs: dict[str, Any] | None = None,
+                 metric_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
         super().__init__(name, workload.steps_per_epoch)
         self.model = workload.fresh_model().to(device)
         if channels_last:
@@ -176,6 +180,7 @@ class HandLoop(Contender):
         self.batches, self.device, self.precision = batches, device, precision
         self.memory_format = torch.channels_last if channels_last else torch.preserve_format
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
+        self.metric_fn = metric_fn
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision is None:
@@ -199,7 +204,10 @@ class HandLoop(Contender):
             scaler.step(optimizer)
             scaler.update()
             loss_sum += loss.detach() * len(x)
-            metric_total += metric_sum(output.detach(), y, self.task)
+            if self.metric_fn is None:
+                metric_total += metric_sum(output.detach(), y, self.task)
+            else:
+                metric_total.add_(self.metric_fn(output.detach(), y), alpha=len(x))
             seen += len(x)
         loss_mean, metric_mean = (torch.stack([loss_sum, metric_total]) / seen).tolist()  # the epoch's one sync
         self.final = {"loss": loss_mean, self.metric: metric_mean}
@@ -254,19 +262,22 @@ class KerastorchFit(Contender):
         named_optimizer: ``compile(optimizer="adam", optimizer_kwargs={"lr": ...})`` (kerastorch
             picks the implementation) instead of the same ``torch.optim.Adam(params, lr)`` object
             every other contender builds.
+        metric: overrides the workload's metric (e.g. a plain function).
+        verbose: ``fit``'s verbose; what it prints goes to a discarded stream, as a redirected log's would.
     """
 
     def __init__(self, name: str, workload: Workload, data: str, device: torch.device,
                  loss: Any = None, compile_kwargs: dict[str, Any] | None = None,
-                 named_optimizer: bool = False) -> None:
+                 named_optimizer: bool = False, metric: Any = None, verbose: int = 0) -> None:
         super().__init__(name, workload.steps_per_epoch)
         self.model = kt.Model.wrap(workload.fresh_model())
-        _, loss_name, metric = TASKS[workload.task]
+        _, loss_name, metric_name = TASKS[workload.task]
         optimizer: dict[str, Any] = {"optimizer": "adam", "optimizer_kwargs": {"lr": workload.lr}} \
             if named_optimizer else {"optimizer": torch.optim.Adam(self.model.parameters(), lr=workload.lr)}
         self.model.compile(**optimizer, loss=loss_name if loss is None else loss,
-                           metrics={workload.metric_name: metric}, device=device, **(compile_kwargs or {}))
-        self.device = device
+                           metrics={workload.metric_name: metric_name if metric is None else metric},
+                           device=device, **(compile_kwargs or {}))
+        self.device, self.verbose = device, verbose
         if data == "loader":
             self.fit_args: dict[str, Any] = {"x": workload.loader(device, seed=1)}
         else:
@@ -276,7 +287,8 @@ class KerastorchFit(Contender):
     def run(self, epochs: int) -> Timing:
         timer = EpochTimer(self.device)
         start = time.perf_counter()
-        history = self.model.fit(**self.fit_args, epochs=epochs, verbose=0, callbacks=[timer])
+        with open(os.devnull, "w") as log, contextlib.redirect_stdout(log):
+            history = self.model.fit(**self.fit_args, epochs=epochs, verbose=self.verbose, callbacks=[timer])
         synchronize(self.device)
         total = time.perf_counter() - start
         last = history.iloc[-1]

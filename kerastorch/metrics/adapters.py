@@ -39,12 +39,18 @@ class FunctionMetric(Metric):
             value, self._first = first[1], None
         else:
             self._first = None
-            value = self.fn(y_pred.detach(), align_target(y_pred, y_true))
+            if type(y_true) is not torch.Tensor or y_pred.shape != y_true.shape:  # equal shapes: nothing to align
+                y_true = align_target(y_pred, y_true)
+            value = self.fn(y_pred.detach(), y_true)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, device=y_pred.device)
-        value = value.detach()
+        if value.requires_grad:  # the function used something trainable besides y_pred (an aten op less if not)
+            value = value.detach()
         n = y_pred.shape[0]
-        self._state("total", value).add_(value if value.dim() == 0 else value.mean(), alpha=n)
+        total = self._states.get("total")
+        if total is None:  # the first batch since reset
+            total = self._state("total", value)
+        total.add_(value if value.dim() == 0 else value.mean(), alpha=n)
         self._host_count += n
 
     def result(self):
