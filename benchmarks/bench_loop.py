@@ -87,8 +87,9 @@ def frames_and_c_calls(contender: Contender) -> tuple[float, float]:
             sys.setprofile(None)
         return counts["call"], counts["c_call"]
 
-    one, two = count(1), count(2)
-    return tuple((b - a) / contender.steps_per_epoch for a, b in zip(one, two, strict=True))  # type: ignore[return-value]
+    (frames_1, c_calls_1), (frames_2, c_calls_2) = count(1), count(2)
+    steps = contender.steps_per_epoch
+    return (frames_2 - frames_1) / steps, (c_calls_2 - c_calls_1) / steps
 
 
 class Stopwatch:
