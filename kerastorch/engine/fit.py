@@ -371,11 +371,9 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     model.stop_training = True
     where = f"batch {bad_step}" if bad_step is not None else \
         "a batch of another process" if launched_distributed() else "the sum of its finite losses (float32 on MPS)"
-    warnings.warn(f"Non-finite training loss at epoch {number}, {where} (epochs count "
-                  "from 1 as in the history, batches from 0 as in callbacks). Training stopped; "
-                  "no checkpoint was written from this epoch." + _data_culprit(session, -1 if bad_step is None
-                                                                               else bad_step),
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(f"Non-finite training loss at epoch {number}, {where} (epochs count from 1 as in the history, "
+                  "batches from 0 as in callbacks). Training stopped; no checkpoint was written from this epoch."
+                  + _data_culprit(session, -1 if bad_step is None else bad_step), RuntimeWarning, stacklevel=2)
     logs = dict(logs)
     logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
     session.logs = logs
