@@ -374,7 +374,6 @@ def _stopped_for_nonfinite(model: Any, session: Session, epoch: int, accumulator
     warnings.warn(f"Non-finite training loss at epoch {number}, {where} (epochs count from 1 as in the history, "
                   "batches from 0 as in callbacks). Training stopped; no checkpoint was written from this epoch."
                   + _data_culprit(session, -1 if bad_step is None else bad_step), RuntimeWarning, stacklevel=2)
-    logs = dict(logs)
     logs["lr"] = float(config.optimizer.param_groups[0]["lr"])
     session.logs = logs
     try:

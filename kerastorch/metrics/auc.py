@@ -64,8 +64,8 @@ class AUC(Metric):
     def state_dict(self):
         if not self._scores:
             return {}
-        # host-sync: once per checkpoint (a mid-epoch save), never per step
-        return {"scores": torch.cat(self._scores).cpu(), "labels": torch.cat(self._labels).cpu()}
+        return {"scores": torch.cat(self._scores).cpu(),  # host-sync: once per checkpoint, never per step
+                "labels": torch.cat(self._labels).cpu()}
 
     def load_state_dict(self, state):
         self.reset()
